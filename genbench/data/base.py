@@ -1,0 +1,105 @@
+"""Dataset protocol and the one image convention used throughout genbench.
+
+Convention: models see images as float32 N x C x H x W in [-1, 1]; feature extractors see
+uint8 N x C x H x W, produced by ``images_to_uint8`` (round(clamp((x + 1) * 127.5, 0, 255)));
+points (toy 2-D data, feature vectors) are float32 N x D.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from genbench.errors import UsageError
+from genbench.registry import Registry
+
+POINTS = "points"
+IMAGES = "images"
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A set of examples in data space, with labels where the dataset has them."""
+
+    x: torch.Tensor  # points: [N, D] float32; images: [N, C, H, W] float32 in [-1, 1]
+    y: torch.Tensor | None = None  # [N] int64
+    modality: str = POINTS
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def take(self, n: int, generator: torch.Generator | None = None) -> "Samples":
+        """The first ``n`` examples, or a seeded random subset of ``n`` when a generator is given."""
+        if n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=generator)[:n] if generator is not None else torch.arange(n)
+        return Samples(self.x[idx], None if self.y is None else self.y[idx], self.modality)
+
+    def uint8(self) -> torch.Tensor:
+        """Images as uint8 N x C x H x W (the feature extractors' input)."""
+        if self.modality != IMAGES:
+            raise UsageError("uint8 quantisation applies to images only; use --features raw for points")
+        return images_to_uint8(self.x)
+
+
+def images_to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Quantise images in [-1, 1] to uint8: round(clamp((x + 1) * 127.5, 0, 255))."""
+    return torch.round(((x.float() + 1.0) * 127.5).clamp(0.0, 255.0)).to(torch.uint8)
+
+
+def uint8_to_images(u: torch.Tensor) -> torch.Tensor:
+    """uint8 images to float32 in [-1, 1] (the inverse of ``images_to_uint8`` on the grid)."""
+    return u.float() / 127.5 - 1.0
+
+
+class Dataset(ABC):
+    """A registered dataset. Instances are cheap; ``load`` does the I/O."""
+
+    modality: ClassVar[str] = POINTS
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    num_classes: ClassVar[int | None] = None
+    description: ClassVar[str] = ""
+
+    name: str = ""
+    shape: tuple[int, ...] = ()  # shape of one example
+
+    @abstractmethod
+    def load(self, split: str = "train", data_root: Path | None = None) -> Samples:
+        """Load one split. Raises DataUnavailableError (a UsageError) when files are missing."""
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Exact log-density in nats per example where it is analytic, else None."""
+        return None
+
+    def check_split(self, split: str) -> str:
+        if split not in self.splits:
+            raise UsageError(
+                f"dataset {self.name!r} has no split {split!r}; use one of: {', '.join(self.splits)}"
+            )
+        return split
+
+    def info(self) -> dict:
+        return {"name": self.name, "modality": self.modality, "shape": list(self.shape)}
+
+
+DATASETS: Registry[Dataset] = Registry("dataset", package="genbench.data")
+
+
+def get_dataset(name: str) -> Dataset:
+    return DATASETS.get(name)
+
+
+def parse_dataset_ref(ref: str, default_split: str = "test") -> tuple[Dataset, str]:
+    """Resolve ``NAME[:SPLIT]`` where NAME may itself contain ':' (``toy2d:moons:train``)."""
+    if ref in DATASETS:
+        return DATASETS.get(ref), default_split
+    head, _, split = ref.rpartition(":")
+    if head and head in DATASETS:
+        ds = DATASETS.get(head)
+        return ds, ds.check_split(split)
+    DATASETS.get(ref)  # raises the "did you mean" error
+    raise AssertionError("unreachable")

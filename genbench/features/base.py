@@ -1,0 +1,70 @@
+"""Feature-extractor protocol.
+
+An extractor takes uint8 N x C x H x W images (or float N x D points for ``raw``) and returns
+named feature arrays in one pass, e.g. ``{"pool": [N, 2048], "logits": [N, 1008]}``. Its
+identity (name, weights sha256, preprocessing version) goes into every result's provenance.
+Extractors are registered as factories: ``FEATURES.get("domain")(arg="digits", weights=None,
+device=dev)`` builds ``domain:digits``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import torch
+
+from genbench.registry import Registry
+
+POOL = "pool"
+LOGITS = "logits"
+
+
+class FeatureExtractor(ABC):
+    """Maps inputs to named feature arrays (float32 tensors on the CPU)."""
+
+    name: str = ""
+    input_kind: ClassVar[str] = "images"  # "images" (uint8 NCHW) or "points" (float N x D)
+    feature_keys: ClassVar[tuple[str, ...]] = (POOL,)
+    preprocessing: ClassVar[str] = "v1"
+
+    weights_sha256: str | None = None
+    standard: bool = True  # False when the weights are not the published ones
+
+    @abstractmethod
+    def extract(self, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+        """Features of ``x`` (uint8 N x C x H x W, or float N x D for point inputs)."""
+
+    def identity(self) -> dict:
+        return {
+            "features": self.name,
+            "weights_sha256": self.weights_sha256,
+            "preprocessing": self.preprocessing,
+            "standard_weights": self.standard,
+        }
+
+
+Factory = Callable[..., FeatureExtractor]
+FEATURES: Registry[Factory] = Registry("feature extractor", package="genbench.features")
+
+
+def build_features(
+    name: str,
+    *,
+    weights: Path | str | None = None,
+    device: torch.device | str = "cpu",
+) -> FeatureExtractor:
+    """Build the extractor ``name`` or ``family:arg`` (``domain:digits``)."""
+    family, _, arg = name.partition(":")
+    factory = FEATURES.get(family)
+    return factory(arg=arg or None, weights=Path(weights) if weights else None, device=torch.device(device))
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,93 @@
+"""Metric protocol: pure functions over features, each declaring what it needs.
+
+A metric family module registers ``Metric`` objects and the result keys they produce; each
+result key says whether higher is better, and the leaderboard's arrows come from that flag.
+``evaluate_features`` is the single entry point used by ``genbench eval``, suites and Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from genbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class MetricKey:
+    """One number a metric produces (``fid``, ``kid_mean``, ``precision``, ``bpd``, ...)."""
+
+    key: str
+    higher_is_better: bool
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """Settings shared by all metrics; defaults follow torch-fidelity 0.4.0."""
+
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    kid_degree: int = 3
+    kid_gamma: float | None = None  # None -> 1 / d
+    kid_coef0: float = 1.0
+    is_splits: int = 10
+    seed: int = 2020
+    prc_k: int = 3
+    dc_k: int = 5
+    bootstrap: int = 0  # number of bootstrap resamples of the generated set (0: no CI)
+    ci_level: float = 0.95
+    fd_inf_points: int = 15  # number of n values for FD-infinity
+    device: str = "cpu"
+    chunk_size: int = 10_000  # rows per block in k-NN distance computations
+
+
+@dataclass
+class MetricResult:
+    values: dict[str, float] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    info: dict[str, object] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+# compute(fake_features, real_features_or_None, options) -> (values, info)
+ComputeFn = Callable[[torch.Tensor, "torch.Tensor | None", MetricOptions], "tuple[dict[str, float], dict]"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric as ``--metrics`` names it. Metrics sharing a ``group`` are computed once together."""
+
+    name: str
+    keys: tuple[str, ...]
+    needs: str  # feature key: "pool" or "logits"
+    needs_reference: bool
+    compute: ComputeFn
+    group: str = ""
+    description: str = ""
+
+
+METRICS: Registry[Metric] = Registry("metric", package="genbench.metrics")
+KEYS: dict[str, MetricKey] = {}
+
+
+def register_key(key: str, higher_is_better: bool, description: str = "") -> MetricKey:
+    mk = MetricKey(key, higher_is_better, description)
+    if key in KEYS and KEYS[key] != mk:
+        raise ValueError(f"metric key {key!r} is registered twice with different meanings")
+    KEYS[key] = mk
+    return mk
+
+
+def metric_key(key: str) -> MetricKey | None:
+    METRICS.names()  # make sure every metric module has registered its keys
+    return KEYS.get(key)
+
+
+# Keys that do not come from features: likelihood and cost, filled in by the runner.
+BPD = register_key("bpd", False, "bits per dimension (8-bit data, uniform dequantisation)")
+NFE = register_key("nfe", False, "network function evaluations per sample")
+SAMPLE_TIME = register_key("sample_s_per_1k", False, "wall-clock seconds to draw 1,000 samples")
+TRAIN_TIME = register_key("train_s", False, "wall-clock seconds of training (0 when loaded)")

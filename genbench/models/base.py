@@ -1,0 +1,171 @@
+"""Model-family protocol and safetensors checkpoints.
+
+A family is one ``GenerativeModel`` subclass registered in its own module::
+
+    @MODELS.register("vae")
+    class VAE(GenerativeModel): ...
+
+Contract (tested for every registered family in tests/test_model_contract.py):
+  fit(data, budget, generator, progress)  -> train report (dict of floats)
+  sample(noise, sampler, steps)            -> (samples in data space, NFE per sample)
+  log_likelihood(x)                        -> nats per example (kind in ``likelihood_kind``)
+Checkpoints are ``<stem>.safetensors`` + ``<stem>.json`` (family, config, data shape):
+no pickle, so an untrusted checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from genbench.data.base import Samples
+from genbench.errors import UsageError
+from genbench.registry import Registry
+from genbench.seeding import SeededNoise
+
+NATIVE = "native"  # the family's own sampling procedure (one pass, ancestral, ...)
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass(frozen=True)
+class TrainBudget:
+    """How much training a recipe asks for."""
+
+    steps: int = 1000
+    batch_size: int = 256
+    lr: float = 1e-3
+    ema: float | None = None  # EMA decay of the weights used for sampling, None = no EMA
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainBudget":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise UsageError(f"unknown training key(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class GenerativeModel(nn.Module, ABC):
+    """Base class of every model family."""
+
+    family: ClassVar[str] = ""
+    likelihood_kind: ClassVar[str | None] = None  # "exact", "elbo", "vlb", "ode" or None
+    modalities: ClassVar[tuple[str, ...]] = ("points", "images")
+
+    def __init__(self, data_shape: tuple[int, ...], modality: str, num_classes: int | None = None, **config: Any):
+        super().__init__()
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.modality = modality
+        self.num_classes = num_classes
+        self.config = dict(config)
+
+    @classmethod
+    def supported_samplers(cls) -> list[str]:
+        """Sampler names this family can be sampled with (``native`` unless overridden)."""
+        return [NATIVE]
+
+    @classmethod
+    def default_steps(cls, sampler: str) -> int | None:
+        """Step count used when a suite names none (None: the sampler takes no steps)."""
+        return None
+
+    @abstractmethod
+    def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,
+            progress: Progress | None = None) -> dict[str, float]:
+        """Train on ``data`` within ``budget``; return a report (final loss, ...)."""
+
+    @abstractmethod
+    def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:
+        """Draw ``len(noise)`` samples (data space) and the NFE per sample, counted by wrapping the net."""
+
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood (or its bound) in nats per example, for data scaled like the training data."""
+        raise NotImplementedError(f"{self.family} has no likelihood")
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+
+MODELS: Registry[type[GenerativeModel]] = Registry("model family", base=GenerativeModel, package="genbench.models")
+
+
+def build_model(family: str, data_shape: tuple[int, ...], modality: str, num_classes: int | None = None,
+                **config: Any) -> GenerativeModel:
+    cls = MODELS.get(family)
+    if modality not in cls.modalities:
+        raise UsageError(f"model family {family!r} does not handle {modality} data (it handles: {', '.join(cls.modalities)})")
+    try:
+        return cls(data_shape, modality, num_classes, **config)
+    except TypeError as e:
+        raise UsageError(f"bad configuration for model family {family!r}: {e}") from None
+
+
+def save_checkpoint(model: GenerativeModel, stem: Path) -> None:
+    """Write ``stem.safetensors`` and ``stem.json`` atomically (temp file + rename)."""
+    from safetensors.torch import save_file
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "family": model.family,
+        "data_shape": list(model.data_shape),
+        "modality": model.modality,
+        "num_classes": model.num_classes,
+        "config": model.config,
+        "format": "genbench-checkpoint-v1",
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp_w = stem.with_suffix(".safetensors.tmp")
+    tmp_j = stem.with_suffix(".json.tmp")
+    save_file(tensors, str(tmp_w))
+    tmp_j.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    for tmp in (tmp_w, tmp_j):
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    # weights first: a json without its weights never exists
+    os.replace(tmp_w, stem.with_suffix(".safetensors"))
+    os.replace(tmp_j, stem.with_suffix(".json"))
+
+
+def load_checkpoint(stem: Path, expect_family: str | None = None, map_location: str | torch.device = "cpu") -> GenerativeModel:
+    """Load a checkpoint written by ``save_checkpoint``; every failure is a one-line UsageError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    stem = Path(stem)
+    if stem.suffix in (".json", ".safetensors"):
+        stem = stem.with_suffix("")
+    wpath, jpath = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    for p in (wpath, jpath):
+        if not p.is_file():
+            raise UsageError(f"checkpoint file {p} does not exist; train the model first or pass the right path")
+    try:
+        meta = json.loads(jpath.read_text())
+        family = meta["family"]
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
+        raise UsageError(f"checkpoint metadata {jpath} is unreadable ({e}); delete it and retrain") from None
+    if expect_family is not None and family != expect_family:
+        raise UsageError(f"checkpoint {stem} is a {family!r} model, not {expect_family!r}; pass a checkpoint of that family")
+    model = build_model(family, tuple(meta["data_shape"]), meta["modality"], meta.get("num_classes"), **meta["config"])
+    try:
+        state = load_file(str(wpath), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UsageError(f"checkpoint weights {wpath} are corrupt or truncated ({e}); delete the file and retrain") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise UsageError(f"checkpoint {wpath} does not fit a {family!r} model ({first}); use a checkpoint of this architecture") from None
+    return model.to(map_location)
