@@ -1,0 +1,95 @@
+"""Content-addressed artifacts (checkpoints, reference features/statistics), written atomically.
+
+The cache lives outside the package: ``--cache DIR``, else ``$GENBENCH_CACHE``, else
+``$XDG_CACHE_HOME/genbench``, else ``~/.cache/genbench``. Every entry is written to a temporary
+file in the same directory, fsynced, and renamed into place, so a killed process leaves either
+the complete entry or nothing (a stray ``*.tmp*`` file is ignored and cleaned later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench.errors import RunFailure, UsageError
+
+_override: Path | None = None
+
+
+def set_cache_dir(path: Path | str | None) -> None:
+    global _override
+    _override = Path(path) if path else None
+
+
+def cache_dir() -> Path:
+    if _override is not None:
+        root = _override
+    elif os.environ.get("GENBENCH_CACHE"):
+        root = Path(os.environ["GENBENCH_CACHE"])
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genbench"
+    return root
+
+
+def subdir(name: str) -> Path:
+    d = cache_dir() / name
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create cache directory {d} ({e.strerror}); pass --cache DIR or set GENBENCH_CACHE to a writable place") from None
+    return d
+
+
+def content_key(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj`` (dict keys sorted)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see all of it or none of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _silent_unlink(tmp)
+        raise RunFailure(f"could not write {path} ({e.strerror or e}); free disk space or choose another directory") from None
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """safetensors file written atomically."""
+    from safetensors.torch import save
+
+    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, blob)
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file; a corrupt entry is a UsageError naming the file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UsageError(f"file {path} is not a readable safetensors file ({e}); delete it to have it rebuilt") from None
+
+
+def _silent_unlink(p: str | Path) -> None:
+    try:
+        os.unlink(p)
+    except OSError:
+        pass
