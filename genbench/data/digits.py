@@ -1,6 +1,8 @@
 """``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes).
 
-Pixels are 0..16 in the source; they are mapped to [-1, 1] as x / 8 - 1. Split: a fixed
+Pixels are 0..16 in the source; they are put on the 8-bit grid, u = round(x * 255 / 16), and
+mapped to [-1, 1] as u / 127.5 - 1, so that models train on exactly what uint8 feature
+extractors and bits/dim see. Split: a fixed
 permutation (``numpy.random.RandomState(0).permutation(1797)``), the first 1,437 images
 (80%) are ``train``, the remaining 360 are ``test``.
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genbench.data.base import DATASETS, IMAGES, Dataset, Samples
+from genbench.data.base import DATASETS, IMAGES, Dataset, Samples, uint8_to_images
 
 N_TRAIN = 1437
 
@@ -38,8 +40,9 @@ class Digits(Dataset):
         self.check_split(split)
         images, labels = _load_all()
         sl = slice(0, N_TRAIN) if split == "train" else slice(N_TRAIN, None)
-        # [N, 8, 8] in 0..16 -> [N, 1, 8, 8] in [-1, 1]
-        x = torch.from_numpy(images[sl] / 8.0 - 1.0).unsqueeze(1).float()
+        # [N, 8, 8] in 0..16 -> uint8 grid -> [N, 1, 8, 8] in [-1, 1]
+        u = torch.from_numpy(np.rint(images[sl] * (255.0 / 16.0))).to(torch.uint8)
+        x = uint8_to_images(u).unsqueeze(1)
         return Samples(x, torch.from_numpy(labels[sl]), IMAGES)
 
     def info(self) -> dict:

@@ -16,7 +16,6 @@ no pickle, so an untrusted checkpoint cannot run code.
 from __future__ import annotations
 
 import json
-import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,12 +111,16 @@ def build_model(family: str, data_shape: tuple[int, ...], modality: str, num_cla
         raise UsageError(f"bad configuration for model family {family!r}: {e}") from None
 
 
-def save_checkpoint(model: GenerativeModel, stem: Path) -> None:
-    """Write ``stem.safetensors`` and ``stem.json`` atomically (temp file + rename)."""
-    from safetensors.torch import save_file
+def save_checkpoint(model: GenerativeModel, stem: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write ``stem.safetensors`` then ``stem.json``, each atomically (unique temp file + rename).
+
+    The JSON is written last, so a reader that finds it also finds complete weights.
+    """
+    from safetensors.torch import save
+
+    from genbench.cache import atomic_write_bytes
 
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "family": model.family,
         "data_shape": list(model.data_shape),
@@ -125,18 +128,20 @@ def save_checkpoint(model: GenerativeModel, stem: Path) -> None:
         "num_classes": model.num_classes,
         "config": model.config,
         "format": "genbench-checkpoint-v1",
+        **(extra or {}),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp_w = stem.with_suffix(".safetensors.tmp")
-    tmp_j = stem.with_suffix(".json.tmp")
-    save_file(tensors, str(tmp_w))
-    tmp_j.write_text(json.dumps(meta, indent=1, sort_keys=True))
-    for tmp in (tmp_w, tmp_j):
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-    # weights first: a json without its weights never exists
-    os.replace(tmp_w, stem.with_suffix(".safetensors"))
-    os.replace(tmp_j, stem.with_suffix(".json"))
+    atomic_write_bytes(stem.with_suffix(".safetensors"), save(tensors))
+    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(meta, indent=1, sort_keys=True).encode())
+
+
+def read_checkpoint_meta(stem: Path) -> dict[str, Any]:
+    """The JSON half of a checkpoint (family, config, train report, ...)."""
+    jpath = Path(stem).with_suffix(".json")
+    try:
+        return json.loads(jpath.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"checkpoint metadata {jpath} is unreadable ({e}); delete it and retrain") from None
 
 
 def load_checkpoint(stem: Path, expect_family: str | None = None, map_location: str | torch.device = "cpu") -> GenerativeModel:
@@ -151,11 +156,10 @@ def load_checkpoint(stem: Path, expect_family: str | None = None, map_location: 
     for p in (wpath, jpath):
         if not p.is_file():
             raise UsageError(f"checkpoint file {p} does not exist; train the model first or pass the right path")
-    try:
-        meta = json.loads(jpath.read_text())
-        family = meta["family"]
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
-        raise UsageError(f"checkpoint metadata {jpath} is unreadable ({e}); delete it and retrain") from None
+    meta = read_checkpoint_meta(stem)
+    family = meta.get("family")
+    if not isinstance(family, str):
+        raise UsageError(f"checkpoint metadata {jpath} names no model family; delete it and retrain")
     if expect_family is not None and family != expect_family:
         raise UsageError(f"checkpoint {stem} is a {family!r} model, not {expect_family!r}; pass a checkpoint of that family")
     model = build_model(family, tuple(meta["data_shape"]), meta["modality"], meta.get("num_classes"), **meta["config"])

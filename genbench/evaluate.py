@@ -1,0 +1,120 @@
+"""``genbench eval``: metrics between a generated set and a reference set (the torch-fidelity use case).
+
+An input is an image folder, an ``.npz``/``.npy`` array, ``dataset:NAME[:SPLIT]``, or (reference
+only) a statistics file written by ``genbench stats``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench.data.base import IMAGES, POINTS, Samples, images_to_uint8
+from genbench.errors import UsageError
+
+
+@dataclass
+class FeatureSet:
+    """Features of one input, with what is needed to report on it."""
+
+    features: dict[str, torch.Tensor]
+    n: int
+    source: str
+    stats: dict[str, torch.Tensor] | None = None
+
+
+def is_stats_file(ref: str) -> bool:
+    return ref.endswith(".safetensors") and Path(ref).is_file()
+
+
+def resolve_eval_features(features: str, inputs: list[Samples | None], refs: list[str], weights: Path | None) -> str:
+    """``auto``: raw for points; the dataset's default for ``dataset:`` inputs; else inception."""
+    if features != "auto":
+        return features
+    loaded = [s for s in inputs if s is not None]
+    if any(s.modality == POINTS for s in loaded):
+        return "raw"
+    from genbench.reference import default_features
+    from genbench.data.base import parse_dataset_ref
+
+    for ref in refs:
+        if ref.startswith("dataset:"):
+            ds, _ = parse_dataset_ref(ref[len("dataset:"):])
+            return default_features(ds, weights)
+    return "inception"
+
+
+def subsample(s: Samples, n: int | None, seed: int) -> Samples:
+    if n is None or n >= len(s):
+        return s
+    return s.take(n, torch.Generator().manual_seed(seed))
+
+
+def samples_to_featureset(s: Samples, extractor, ref: str, batch_size: int) -> FeatureSet:
+    if s.modality == IMAGES:
+        x = images_to_uint8(s.x)
+    else:
+        if extractor.input_kind == "images":
+            raise UsageError(f"input {ref} holds points/feature vectors (N x D), but --features {extractor.name} needs images; use --features raw")
+        x = s.x
+    return FeatureSet(extractor.extract(x, batch_size=batch_size), len(s), ref)
+
+
+def load_featureset(ref: str, n: int | None, seed: int, extractor_name: str, extractor, batch_size: int,
+                    data_root: Path | None, samples: Samples | None) -> FeatureSet:
+    if samples is None:  # a stats file
+        from genbench.reference import load_stats
+
+        feats, stats, meta = load_stats(Path(ref))
+        made_with = meta.get("features")
+        if made_with and made_with != extractor_name:
+            raise UsageError(f"statistics file {ref} was computed with features {made_with!r}, not {extractor_name!r}; pass --features {made_with}")
+        count = int(next(iter(feats.values())).shape[0]) if feats else int(meta.get("n", 0))
+        return FeatureSet(feats, count, ref, stats)
+    return samples_to_featureset(subsample(samples, n, seed), extractor, ref, batch_size)
+
+
+def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Path | None = None,
+             metrics: list[str] | None = None, n: int | None = None, seed: int = 2020, device: str = "auto",
+             batch_size: int = 256, bootstrap: int = 0, data_root: str | Path | None = None) -> dict[str, Any]:
+    """Metrics of ``input1`` (generated) against ``input2`` (reference) as a flat dict."""
+    from genbench.data.files import load_input
+    from genbench.features.base import build_features
+    from genbench.metrics import MetricOptions, default_metrics, evaluate_features
+    from genbench.runner import resolve_device
+
+    dev = resolve_device(device)
+    root = Path(data_root) if data_root else None
+    w = Path(weights) if weights else None
+    if n is not None and n < 2:
+        raise UsageError(f"--n {n} is too small; metrics need at least 2 samples per set")
+    s1 = load_input(input1, root)
+    s2 = None if is_stats_file(input2) else load_input(input2, root)
+    fname = resolve_eval_features(features, [s1, s2], [input1, input2], w)
+    extractor = build_features(fname, weights=w, device=dev)
+    f1 = load_featureset(input1, n, seed, fname, extractor, batch_size, root, s1)
+    f2 = load_featureset(input2, n, seed + 1, fname, extractor, batch_size, root, s2)
+    check_dims(f1, f2)
+    names = metrics or default_metrics(set(f1.features))
+    options = MetricOptions(bootstrap=bootstrap, device=dev)
+    res = evaluate_features(names, f1.features, f2.features or None, options, real_stats=f2.stats)
+    out: dict[str, Any] = dict(res.values)
+    out.update({"n1": f1.n, "n2": f2.n, "features": fname, **extractor.identity()})
+    if res.ci:
+        out["ci"] = {k: list(v) for k, v in res.ci.items()}
+    if res.info:
+        out["info"] = res.info
+    if res.warnings:
+        out["warnings"] = res.warnings
+    return out
+
+
+def check_dims(f1: FeatureSet, f2: FeatureSet) -> None:
+    for key in set(f1.features) & set(f2.features):
+        d1, d2 = f1.features[key].shape[1:], f2.features[key].shape[1:]
+        if d1 != d2:
+            raise UsageError(f"the two inputs have {key} features of different dimensions ({tuple(d1)} vs {tuple(d2)}); "
+                             "give inputs of the same shape or compare them with the same --features")

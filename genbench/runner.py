@@ -1,0 +1,281 @@
+"""Suite -> RunSpecs -> Records, with caching (checkpoints, reference features) and resume.
+
+Each stage is one small function: ``train_or_load`` (recipe -> model), ``draw_samples``
+(model -> samples, NFE, seconds), ``samples_to_features``, ``likelihood_metrics`` and
+``run_spec`` tying them into a Record. A rerun skips specs already stored as ok.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench import cache
+from genbench.data.base import IMAGES, DATASETS, Samples, images_to_uint8
+from genbench.errors import DataUnavailableError, GenbenchError, UsageError
+from genbench.models.base import GenerativeModel, build_model, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from genbench.progress import Reporter
+from genbench.recipes import load_recipe
+from genbench.seeding import SeededNoise, seed_everything
+from genbench.spec import FAILED, OK, SKIPPED, Record, RunSpec, base_provenance
+from genbench.store import ResultsStore
+from genbench.suite import Suite, expand_suite, load_suite
+
+LIKELIHOOD_METRICS = ("bpd", "nll")
+CHECKPOINT_VERSION = 1  # bump when training code changes what a recipe produces
+
+
+@dataclass
+class RunContext:
+    """What every spec of one run shares: device, data root, in-process caches, progress."""
+
+    device: str = "cpu"
+    data_root: Path | None = None
+    batch_size: int = 500
+    weights: Path | None = None
+    reporter: Reporter | None = None
+    _data: dict[tuple[str, str], Samples] = field(default_factory=dict)
+    _extractors: dict[str, Any] = field(default_factory=dict)
+
+    def data(self, dataset: str, split: str) -> Samples:
+        if (dataset, split) not in self._data:
+            self._data[(dataset, split)] = DATASETS.get(dataset).load(split, self.data_root)
+        return self._data[(dataset, split)]
+
+    def extractor(self, name: str):
+        if name not in self._extractors:
+            from genbench.features.base import build_features
+
+            self._extractors[name] = build_features(name, weights=self.weights, device=self.device)
+        return self._extractors[name]
+
+    def stage(self, name: str, total: int):
+        return self.reporter.stage(name, total) if self.reporter else None
+
+
+@dataclass
+class RunSummary:
+    suite: str
+    out: Path
+    records: list[Record]
+    leaderboard: Path | None = None
+    published: list[Path] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.records)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
+    return device
+
+
+def checkpoint_stem(spec: RunSpec) -> Path:
+    key = cache.content_key({"recipe": spec.recipe_hash, "dataset": spec.dataset, "split": spec.train_split,
+                             "seed": spec.seed, "version": CHECKPOINT_VERSION})
+    return cache.subdir("checkpoints") / key
+
+
+def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict[str, Any]]:
+    """The model of ``spec``: loaded from the checkpoint cache, or trained from its recipe and cached."""
+    ds = DATASETS.get(spec.dataset)
+    stem = checkpoint_stem(spec)
+    if stem.with_suffix(".json").is_file():
+        model = load_checkpoint(stem, expect_family=spec.family, map_location=ctx.device)
+        meta = read_checkpoint_meta(stem)
+        return model.eval(), {**meta.get("train_report", {}), "train_s": 0.0, "cached": True,
+                              "trained_s": meta.get("train_s")}
+    recipe = load_recipe(spec.model, ds.modality, spec.train)
+    data = ctx.data(spec.dataset, spec.train_split)
+    model = build_model(recipe.family, ds.shape, ds.modality, ds.num_classes, **recipe.config).to(ctx.device)
+    generator = seed_everything(spec.seed)
+    t0 = time.perf_counter()
+    report = model.fit(data, recipe.budget, generator, ctx.stage("train", recipe.budget.steps))
+    train_s = time.perf_counter() - t0
+    report = {k: float(v) for k, v in report.items()}
+    save_checkpoint(model, stem, extra={"train_report": report, "train_s": train_s, "recipe": spec.model,
+                                        "dataset": spec.dataset, "seed": spec.seed})
+    return model.eval(), {**report, "train_s": train_s, "cached": False}
+
+
+@torch.no_grad()
+def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> tuple[torch.Tensor, float, float]:
+    """``spec.n_samples`` samples with per-sample seeds; returns (samples on CPU, NFE per sample, seconds)."""
+    noise = SeededNoise.for_run(spec.seed, spec.n_samples, ctx.device)
+    cb = ctx.stage("sample", spec.n_samples)
+    chunks, nfe, done = [], [], 0
+    _sync(ctx.device)
+    t0 = time.perf_counter()
+    for batch in noise.batches(ctx.batch_size):
+        x, calls = model.sample(batch, spec.sampler, spec.steps)
+        chunks.append(x.detach().float().cpu())
+        nfe.append(float(calls))
+        done += len(batch)
+        if cb:
+            cb(done)
+    _sync(ctx.device)
+    seconds = time.perf_counter() - t0
+    return torch.cat(chunks), max(nfe), seconds
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def samples_to_features(x: torch.Tensor, modality: str, extractor, ctx: RunContext) -> dict[str, torch.Tensor]:
+    """Images are quantised to uint8 first (the convention every extractor sees)."""
+    inputs = images_to_uint8(x) if modality == IMAGES and extractor.input_kind == "images" else x
+    if modality == IMAGES and extractor.input_kind == "points":
+        inputs = images_to_uint8(x)
+    return extractor.extract(inputs, batch_size=ctx.batch_size)
+
+
+@torch.no_grad()
+def likelihood_metrics(model: GenerativeModel, spec: RunSpec, ctx: RunContext, wanted: list[str]) -> tuple[dict[str, float], dict]:
+    """bits/dim (images: 8-bit, uniform dequantisation) or NLL in nats (points) on the reference split."""
+    if model.likelihood_kind is None or not wanted:
+        return {}, {}
+    from genbench.metrics.likelihood import bits_per_dim, dequantise
+
+    ds = DATASETS.get(spec.dataset)
+    data = ctx.data(spec.dataset, spec.reference_split).take(min(spec.n_reference, 2000))
+    gen = torch.Generator().manual_seed(spec.seed)
+    x = dequantise(data.x, gen) if ds.modality == IMAGES else data.x
+    ll = torch.cat([model.log_likelihood(b.to(ctx.device)).double().cpu() for b in x.split(ctx.batch_size)])
+    info = {"likelihood_kind": model.likelihood_kind, "likelihood_n": int(len(ll))}
+    if ds.modality == IMAGES:
+        return {"bpd": bits_per_dim(ll, math.prod(ds.shape), discrete=getattr(model, "discrete_likelihood", False))}, info
+    out = {"nll": float(-ll.mean())}
+    true_lp = ds.log_prob(data.x)
+    if true_lp is not None:
+        info["nll_true_density"] = float(-true_lp.double().mean())
+    return out, info
+
+
+def feature_metrics_for(spec: RunSpec, feature_keys: set[str]) -> list[str]:
+    from genbench.metrics import default_metrics
+
+    if not spec.metrics:
+        return default_metrics(feature_keys)
+    return [m for m in spec.metrics if m not in LIKELIHOOD_METRICS]
+
+
+def run_spec(spec: RunSpec, ctx: RunContext) -> Record:
+    """Train or load, sample, extract features, evaluate: one Record (never raises for a bad model)."""
+    prov = {**base_provenance(ctx.device), "spec": spec.to_dict()}
+    try:
+        return _run_spec(spec, ctx, prov)
+    except DataUnavailableError as e:
+        return Record(spec, SKIPPED, provenance=prov, error=str(e))
+    except (GenbenchError, RuntimeError, ValueError, FloatingPointError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return Record(spec, FAILED, provenance=prov, error=f"{type(e).__name__}: {first}")
+
+
+def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
+    from genbench.metrics import MetricOptions, evaluate_features
+    from genbench.reference import reference_features
+
+    ds = DATASETS.get(spec.dataset)
+    model, train_report = train_or_load(spec, ctx)
+    x, nfe, seconds = draw_samples(model, spec, ctx)
+    bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
+    if bad:
+        return Record(spec, FAILED, info={"train": train_report}, provenance=prov,
+                      error=f"model produced {bad} of {len(x)} samples with NaN or Inf; lower the learning rate or check the recipe")
+    extractor = ctx.extractor(spec.features)
+    cb = ctx.stage("features", 2)
+    real = reference_features(spec.dataset, spec.reference_split, spec.n_reference, extractor, data_root=ctx.data_root,
+                              batch_size=ctx.batch_size)
+    if cb:
+        cb(1)
+    fake = samples_to_features(x, ds.modality, extractor, ctx)
+    if cb:
+        cb(2)
+    names = feature_metrics_for(spec, set(fake))
+    options = MetricOptions(bootstrap=spec.bootstrap, device=ctx.device, seed=2020)
+    cb = ctx.stage("metrics", 2)
+    result = evaluate_features(names, fake, real, options)
+    if cb:
+        cb(1)
+    wanted_ll = [m for m in (spec.metrics or LIKELIHOOD_METRICS) if m in LIKELIHOOD_METRICS]
+    ll_values, ll_info = likelihood_metrics(model, spec, ctx, wanted_ll)
+    if cb:
+        cb(2)
+    metrics = {**result.values, **ll_values, "nfe": nfe, "sample_s_per_1k": seconds * 1000.0 / len(x),
+               "train_s": float(train_report.get("train_s", 0.0))}
+    info = {**result.info, **ll_info, "train": train_report, "warnings": result.warnings,
+            "n_samples": len(x), "sample_s": seconds}
+    prov.update(extractor.identity())
+    prov.update({"n_fake": len(x), "n_real": int(next(iter(real.values())).shape[0]), "reference_split": spec.reference_split,
+                 "sampler": spec.sampler, "steps": spec.steps, "ema": train_report.get("ema")})
+    return Record(spec, OK, metrics, dict(result.ci), info, prov)
+
+
+def run_specs(specs: list[RunSpec], store: ResultsStore, ctx: RunContext, rerun: bool = False) -> list[Record]:
+    """Run every spec not already stored as ok; each record is stored as soon as it exists."""
+    done = set() if rerun else store.done_keys()
+    records = []
+    for spec in specs:
+        if spec.key in done:
+            if ctx.reporter:
+                ctx.reporter.advance_overall()
+            continue
+        if ctx.reporter:
+            ctx.reporter.progress.update(ctx.reporter.overall, description="suite")
+            ctx.reporter.log(f"run  {spec.label()}")
+        rec = run_spec(spec, ctx)
+        store.put(rec)
+        records.append(rec)
+        if ctx.reporter:
+            if rec.status != OK:
+                ctx.reporter.log(f"{rec.status}: {spec.label()}: {rec.error}")
+            ctx.reporter.advance_overall()
+    return records
+
+
+def default_out(suite: Suite) -> Path:
+    return Path("genbench-runs") / suite.name
+
+
+def run_suite(suite: str | Suite = "default", out: Path | str | None = None, device: str = "auto", seed: int | None = None,
+              publish: bool = False, cache_dir: Path | str | None = None, data_root: Path | str | None = None,
+              weights: Path | str | None = None, progress: bool = True, rerun: bool = False,
+              executor: str = "local", publish_dir: Path | str = "leaderboards") -> RunSummary:
+    """Run a suite end to end: expand, train/load, sample, evaluate, store, write the leaderboard."""
+    from genbench.report.leaderboard import write_leaderboard
+
+    if cache_dir is not None:
+        cache.set_cache_dir(cache_dir)
+    s = suite if isinstance(suite, Suite) else load_suite(suite)
+    specs = expand_suite(s, seed=seed)
+    out_dir = Path(out) if out is not None else default_out(s)
+    store = ResultsStore(out_dir)
+    ctx = RunContext(device=resolve_device(device), data_root=Path(data_root) if data_root else None,
+                     weights=Path(weights) if weights else None)
+    with Reporter(len(specs), enabled=progress) as reporter:
+        ctx.reporter = reporter
+        if executor == "ray":
+            from genbench.executors.ray import run_specs_ray
+
+            run_specs_ray(specs, store, ctx, rerun=rerun)
+        else:
+            run_specs(specs, store, ctx, rerun=rerun)
+    keys = {sp.key for sp in specs}
+    records = [r for r in store.records() if r.key in keys]
+    summary = RunSummary(s.name, out_dir, records)
+    summary.leaderboard = write_leaderboard(records, s, out_dir / "leaderboard")
+    if publish:
+        summary.published = [write_leaderboard(records, s, Path(publish_dir) / s.name, csv=True)]
+    return summary

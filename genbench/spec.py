@@ -1,0 +1,146 @@
+"""RunSpec (what to run) and Record (what came out), both frozen and serialisable.
+
+Every number in a results store can be traced to the RunSpec that produced it: the spec is
+stored beside its metrics, and its hash (``RunSpec.key``) makes runs idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from genbench.cache import content_key
+
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+# Fields that do not change the numbers and so are left out of the hash.
+_UNHASHED = frozenset({"suite"})
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of a suite's grid: dataset x model recipe x sampler x steps x seed."""
+
+    suite: str
+    dataset: str
+    model: str  # recipe name in reference_models/
+    family: str
+    recipe_hash: str  # sha256 of the recipe (config + training) as used, overrides applied
+    sampler: str
+    steps: int | None
+    seed: int
+    n_samples: int
+    n_reference: int
+    metrics: tuple[str, ...]
+    features: str
+    train_split: str = "train"
+    reference_split: str = "test"
+    bootstrap: int = 0
+    train: dict[str, Any] = field(default_factory=dict)  # the suite's overrides of the recipe's training
+
+    @property
+    def key(self) -> str:
+        """Content hash of every field that can change a number (the store's primary key)."""
+        return content_key({k: v for k, v in self.to_dict().items() if k not in _UNHASHED})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["metrics"] = list(self.metrics)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["metrics"] = tuple(kw.get("metrics", ()))
+        return cls(**kw)
+
+    def label(self) -> str:
+        steps = f"@{self.steps}" if self.steps is not None else ""
+        return f"{self.dataset} | {self.model} | {self.sampler}{steps} | seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """The outcome of one RunSpec: metrics, their CIs, costs and provenance."""
+
+    spec: RunSpec
+    status: str  # ok | failed | skipped
+    metrics: dict[str, float] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "spec": self.spec.to_dict(),
+            "status": self.status,
+            "metrics": self.metrics,
+            "ci": {k: list(v) for k, v in self.ci.items()},
+            "info": self.info,
+            "provenance": self.provenance,
+            "error": self.error,
+            "created_at": self.created_at,
+        }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that can change a number."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("genbench", "torch", "torchvision", "torch-fidelity", "numpy", "scipy", "scikit-learn", "torchdiffeq"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def git_revision(path: Path | None = None) -> str | None:
+    """The git commit of genbench's source tree (with '+dirty' when modified), if it is a checkout."""
+    root = Path(path or Path(__file__).resolve().parent.parent)
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def device_description(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def base_provenance(device: str) -> dict[str, Any]:
+    return {
+        "versions": library_versions(),
+        "git_revision": git_revision(),
+        "device": device_description(device),
+        "platform": platform.platform(),
+        "argv": sys.argv[:],
+    }
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)

@@ -1,0 +1,240 @@
+"""Suites are data: one YAML file, optionally including others, expanded into RunSpecs.
+
+Schema (unknown keys are an error naming the key)::
+
+    name: default                       # [A-Za-z0-9_.-]+, used in output file names
+    description: ...
+    include: smoke.yaml                 # or a list; relative to this file, else a built-in suite name
+    primary_metric: fid                 # leaderboard sort key
+    settings:                           # apply to every run of this suite and the suites it includes
+      n_samples: 2000
+      n_reference: 2000
+      metrics: [fid, precision, recall]
+      features: auto                    # or raw, inception, domain:digits, ...
+      train: {steps: 500}               # overrides of the recipes' training budgets
+    runs:                               # grids: datasets x models x samplers x steps x seeds
+      - datasets: [toy2d:8gaussians]
+        models: [diffusion-mlp]
+        samplers: [euler, heun]         # default: each model's first sampler
+        steps: [4, 8, 16]               # default: each sampler's default steps
+        seeds: [0]
+        settings: {n_samples: 1000}     # per-grid overrides
+
+Runs of included suites come first; settings merge with the including file winning, and a
+grid's own settings win over both. A model that cannot use a listed sampler skips it; a
+sampler that no model of its grid can use is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genbench.spec import RunSpec
+
+import yaml
+
+from genbench.errors import UsageError
+from genbench.registry import check_choice
+
+SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "runs"}
+GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings"}
+SETTING_DEFAULTS: dict[str, Any] = {
+    "n_samples": 1000,
+    "n_reference": 1000,
+    "metrics": None,  # None: every metric the features allow, plus likelihood and cost
+    "features": "auto",
+    "train": {},
+    "train_split": "train",
+    "reference_split": "test",
+    "bootstrap": 0,
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    primary_metric: str
+    settings: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    path: Path | None = None
+
+
+def builtin_suites_dir() -> Path:
+    return Path(str(resources.files("genbench") / "suites"))
+
+
+def builtin_suite_names() -> list[str]:
+    return sorted(p.stem for p in builtin_suites_dir().glob("*.yaml"))
+
+
+def resolve_suite_path(ref: str, base: Path | None = None) -> Path:
+    """A suite name (built-in) or a path to a YAML file."""
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        candidates = [base / ref] if base is not None else []
+        candidates += [Path(ref), builtin_suites_dir() / Path(ref).name]
+        for c in candidates:
+            if c.is_file():
+                return c.resolve()
+        raise UsageError(f"suite file {ref!r} not found; give an existing YAML path or a built-in suite name ({', '.join(builtin_suite_names())})")
+    check_choice(ref, builtin_suite_names(), "suite")
+    return (builtin_suites_dir() / f"{ref}.yaml").resolve()
+
+
+def load_suite(ref: str) -> Suite:
+    return _load(resolve_suite_path(ref), stack=())
+
+
+def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
+    if path in stack:
+        chain = " -> ".join(p.name for p in (*stack, path))
+        raise UsageError(f"suite include cycle: {chain}; remove one of these includes")
+    raw = _read_yaml(path)
+    unknown = sorted(set(raw) - SUITE_KEYS)
+    if unknown:
+        raise UsageError(f"unknown key {unknown[0]!r} in suite {path.name}; allowed keys: {', '.join(sorted(SUITE_KEYS))}")
+    includes = raw.get("include") or []
+    includes = [includes] if isinstance(includes, str) else list(includes)
+    settings: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = []
+    primary = None
+    for inc in includes:
+        try:
+            child = _load(resolve_suite_path(str(inc), base=path.parent), (*stack, path))
+        except UsageError as e:
+            if "cycle" in str(e):
+                raise
+            raise UsageError(f"suite {path.name} includes {inc!r}, which cannot be loaded: {e}") from None
+        settings = _merge(settings, child.settings)
+        runs += child.runs
+        primary = primary or child.primary_metric
+    own = raw.get("settings") or {}
+    _check_settings(own, f"suite {path.name}")
+    settings = _merge(settings, own)
+    for i, grid in enumerate(raw.get("runs") or []):
+        runs.append(_check_grid(grid, f"suite {path.name}, runs[{i}]"))
+    name = str(raw.get("name") or path.stem)
+    if not _NAME_RE.match(name):
+        raise UsageError(f"suite name {name!r} in {path.name} may only use letters, digits, '_', '-' and '.'")
+    return Suite(name, str(raw.get("description", "")), str(raw.get("primary_metric") or primary or "fid"), settings, runs, path)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise UsageError(f"suite {path.name} is not valid YAML{at} ({getattr(e, 'problem', None) or 'syntax error'}); fix the file") from None
+    except OSError as e:
+        raise UsageError(f"cannot read suite {path} ({e.strerror})") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"suite {path.name} must be a YAML mapping with keys: {', '.join(sorted(SUITE_KEYS))}")
+    return raw
+
+
+def _check_settings(settings: Any, where: str) -> None:
+    if not isinstance(settings, dict):
+        raise UsageError(f"settings in {where} must be a mapping")
+    unknown = sorted(set(settings) - set(SETTING_DEFAULTS))
+    if unknown:
+        raise UsageError(f"unknown setting {unknown[0]!r} in {where}; known settings: {', '.join(sorted(SETTING_DEFAULTS))}")
+
+
+def _check_grid(grid: Any, where: str) -> dict[str, Any]:
+    if not isinstance(grid, dict):
+        raise UsageError(f"{where} must be a mapping with keys: {', '.join(sorted(GRID_KEYS))}")
+    unknown = sorted(set(grid) - GRID_KEYS)
+    if unknown:
+        raise UsageError(f"unknown key {unknown[0]!r} in {where}; allowed keys: {', '.join(sorted(GRID_KEYS))}")
+    for req in ("datasets", "models"):
+        if not grid.get(req):
+            raise UsageError(f"{where} lists no {req}; add a '{req}:' list")
+    _check_settings(grid.get("settings") or {}, where)
+    out = dict(grid)
+    for key in ("datasets", "models", "samplers", "steps", "seeds"):
+        if key in out and not isinstance(out[key], list):
+            out[key] = [out[key]]
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def expand_suite(suite: Suite, seed: int | None = None) -> list["RunSpec"]:
+    """Every RunSpec of the suite's grids, in order, without duplicates."""
+    specs: list[RunSpec] = []
+    seen: set[str] = set()
+    for i, grid in enumerate(suite.runs):
+        for spec in _expand_grid(suite, grid, seed, f"suite {suite.name}, runs[{i}]"):
+            if spec.key not in seen:
+                seen.add(spec.key)
+                specs.append(spec)
+    return specs
+
+
+def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: str) -> list["RunSpec"]:
+    from genbench.data.base import DATASETS
+    from genbench.models.base import MODELS
+    from genbench.recipes import load_recipe
+    from genbench.samplers.base import SAMPLERS
+    from genbench.spec import RunSpec
+
+    s = _merge(_merge(SETTING_DEFAULTS, suite.settings), grid.get("settings") or {})
+    seeds = [seed] if seed is not None else [int(x) for x in grid.get("seeds") or [0]]
+    wanted = grid.get("samplers")
+    for name in wanted or []:
+        SAMPLERS.get(name)  # "did you mean" for unknown sampler names
+    used: set[str] = set()
+    specs = []
+    for ds_name in grid["datasets"]:
+        ds = DATASETS.get(ds_name)
+        features = resolve_features(s["features"], ds)
+        for model in grid["models"]:
+            recipe = load_recipe(model, ds.modality, s.get("train"))
+            family = MODELS.get(recipe.family)
+            if ds.modality not in family.modalities:
+                raise UsageError(f"{where}: model {model!r} ({recipe.family}) cannot handle {ds.modality} data of {ds_name!r}; remove one of them")
+            supported = family.supported_samplers()
+            for sampler in [x for x in (wanted or supported[:1]) if x in supported]:
+                used.add(sampler)
+                default = family.default_steps(sampler)
+                steps_list = [None] if default is None else [int(x) for x in grid.get("steps") or [default]]
+                for steps in steps_list:
+                    for sd in seeds:
+                        specs.append(RunSpec(
+                            suite=suite.name, dataset=ds_name, model=model, family=recipe.family,
+                            recipe_hash=recipe.hash, sampler=sampler, steps=steps, seed=sd,
+                            n_samples=int(s["n_samples"]), n_reference=int(s["n_reference"]),
+                            metrics=tuple(s["metrics"] or ()), features=features,
+                            train_split=s["train_split"], reference_split=s["reference_split"],
+                            bootstrap=int(s["bootstrap"]), train=dict(s.get("train") or {}),
+                        ))
+    unused = [x for x in wanted or [] if x not in used]
+    if unused:
+        raise UsageError(f"{where}: no model of this grid can use sampler {unused[0]!r}; remove it or add a model that supports it")
+    return specs
+
+
+def resolve_features(name: str, dataset: Any) -> str:
+    """``auto`` -> the dataset's default extractor (recorded in the spec); others are kept."""
+    if name != "auto":
+        from genbench.features.base import FEATURES
+
+        FEATURES.get(name.partition(":")[0])
+        return name
+    try:
+        from genbench.reference import default_features
+    except ImportError:
+        return "raw"
+    return default_features(dataset, None)

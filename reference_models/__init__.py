@@ -1,0 +1,1 @@
+"""Recipes (YAML) and small shipped checkpoints of genbench's reference models."""
