@@ -97,6 +97,13 @@ class Record:
         }
 
 
+def record_from_dict(d: dict[str, Any]) -> Record:
+    """Inverse of ``Record.to_dict`` (used by executors that ship records between processes)."""
+    ci = {k: (float(v[0]), float(v[1])) for k, v in (d.get("ci") or {}).items()}
+    return Record(RunSpec.from_dict(d["spec"]), d["status"], dict(d.get("metrics") or {}), ci, dict(d.get("info") or {}),
+                  dict(d.get("provenance") or {}), d.get("error"), d.get("created_at") or "")
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that can change a number."""
     from importlib.metadata import PackageNotFoundError, version
