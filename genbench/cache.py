@@ -3,15 +3,18 @@
 The cache lives outside the package: ``--cache DIR``, else ``$GENBENCH_CACHE``, else
 ``$XDG_CACHE_HOME/genbench``, else ``~/.cache/genbench``. Every entry is written to a temporary
 file in the same directory, fsynced, and renamed into place, so a killed process leaves either
-the complete entry or nothing (a stray ``*.tmp*`` file is ignored and cleaned later).
+the complete entry or nothing (a stray ``*.tmp`` file is ignored, and ``sweep_stale_temp_files``
+removes those older than an hour at the start of a run).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,19 @@ import torch
 from genbench.errors import RunFailure, UsageError
 
 _override: Path | None = None
+TEMP_SUFFIX = ".tmp"
+STALE_TEMP_S = 3600.0  # a temp file this old belongs to no live writer
+
+
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+
+
+class WriteFailure(RunFailure):
+    """Writing an artifact failed (disk full, I/O error): the run stops instead of recording a spec as failed."""
+
+
+class UnwritableError(UsageError):
+    """A directory genbench must write to cannot be created or written (exit 2; the run stops)."""
 
 
 def set_cache_dir(path: Path | str | None) -> None:
@@ -42,7 +58,7 @@ def subdir(name: str) -> Path:
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UsageError(f"cannot create cache directory {d} ({e.strerror}); pass --cache DIR or set GENBENCH_CACHE to a writable place") from None
+        raise UnwritableError(f"cannot create cache directory {d} ({e.strerror}); pass --cache DIR or set GENBENCH_CACHE to a writable place") from None
     return d
 
 
@@ -55,8 +71,13 @@ def content_key(obj: Any) -> str:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see all of it or none of it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as e:
+        if e.errno in _UNWRITABLE:
+            raise UnwritableError(f"cannot write {path} ({e.strerror or e}); choose a writable directory") from None
+        raise WriteFailure(f"could not write {path} ({e.strerror or e}); free disk space or choose another directory") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -65,7 +86,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as e:
         _silent_unlink(tmp)
-        raise RunFailure(f"could not write {path} ({e.strerror or e}); free disk space or choose another directory") from None
+        raise WriteFailure(f"could not write {path} ({e.strerror or e}); free disk space or choose another directory, then rerun (finished records are kept)") from None
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -86,6 +107,21 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             return {k: f.get_tensor(k) for k in f.keys()}, meta
     except (SafetensorError, OSError, ValueError) as e:
         raise UsageError(f"file {path} is not a readable safetensors file ({e}); delete it to have it rebuilt") from None
+
+
+def sweep_stale_temp_files(max_age_s: float = STALE_TEMP_S) -> int:
+    """Delete temp files that killed writers left in the cache (older than ``max_age_s``); returns how many."""
+    root, now, removed = cache_dir(), time.time(), 0
+    if not root.is_dir():
+        return 0
+    for p in root.rglob(f"*{TEMP_SUFFIX}"):
+        try:
+            if p.is_file() and now - p.stat().st_mtime > max_age_s:
+                p.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def _silent_unlink(p: str | Path) -> None:

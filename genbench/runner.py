@@ -91,10 +91,14 @@ def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict
     ds = DATASETS.get(spec.dataset)
     stem = checkpoint_stem(spec)
     if stem.with_suffix(".json").is_file():
-        model = load_checkpoint(stem, expect_family=spec.family, map_location=ctx.device)
-        meta = read_checkpoint_meta(stem)
-        return model.eval(), {**meta.get("train_report", {}), "train_s": 0.0, "cached": True,
-                              "trained_s": meta.get("train_s")}
+        try:
+            model = load_checkpoint(stem, expect_family=spec.family, map_location=ctx.device)
+            meta = read_checkpoint_meta(stem)
+            return model.eval(), {**meta.get("train_report", {}), "train_s": 0.0, "cached": True,
+                                  "trained_s": meta.get("train_s")}
+        except UsageError as e:  # a damaged cache entry is retrained and replaced, like reference features
+            if ctx.reporter:
+                ctx.reporter.log(f"note: cached checkpoint unusable ({e}); retraining it")
     recipe = load_recipe(spec.model, ds.modality, spec.train)
     data = ctx.data(spec.dataset, spec.train_split)
     model = build_model(recipe.family, ds.shape, ds.modality, ds.num_classes, **recipe.config).to(ctx.device)
@@ -178,13 +182,15 @@ def run_spec(spec: RunSpec, ctx: RunContext) -> Record:
         return _run_spec(spec, ctx, prov)
     except DataUnavailableError as e:
         return Record(spec, SKIPPED, provenance=prov, error=str(e))
+    except (cache.WriteFailure, cache.UnwritableError):
+        raise  # the disk, not the spec: stop the run, keep the records stored so far
     except (GenbenchError, RuntimeError, ValueError, FloatingPointError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         return Record(spec, FAILED, provenance=prov, error=f"{type(e).__name__}: {first}")
 
 
 def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
-    from genbench.metrics import MetricOptions, evaluate_features
+    from genbench.metrics import MetricOptions, MetricResult, evaluate_features
     from genbench.reference import reference_features
 
     ds = DATASETS.get(spec.dataset)
@@ -206,7 +212,7 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     names = feature_metrics_for(spec, set(fake))
     options = MetricOptions(bootstrap=spec.bootstrap, device=ctx.device, seed=2020)
     cb = ctx.stage("metrics", 2)
-    result = evaluate_features(names, fake, real, options)
+    result = evaluate_features(names, fake, real, options) if names else MetricResult()  # e.g. metrics: [bpd]
     if cb:
         cb(1)
     wanted_ll = [m for m in (spec.metrics or LIKELIHOOD_METRICS) if m in LIKELIHOOD_METRICS]
@@ -245,6 +251,19 @@ def run_specs(specs: list[RunSpec], store: ResultsStore, ctx: RunContext, rerun:
     return records
 
 
+def check_run_inputs(specs: list[RunSpec], ctx: RunContext) -> None:
+    """Refuse an unwritable cache and a bad ``--weights`` file up front (exit 2, nothing written)."""
+    cache.subdir("checkpoints")
+    cache.sweep_stale_temp_files()
+    if ctx.weights is None:
+        return
+    for name in dict.fromkeys(sp.features for sp in specs):
+        try:
+            ctx.extractor(name)  # loads (and keeps) the extractor: a pickle with code or a wrong network is refused
+        except DataUnavailableError:
+            pass  # its specs are skipped with the message
+
+
 def default_out(suite: Suite) -> Path:
     return Path("genbench-runs") / suite.name
 
@@ -261,9 +280,10 @@ def run_suite(suite: str | Suite = "default", out: Path | str | None = None, dev
     s = suite if isinstance(suite, Suite) else load_suite(suite)
     specs = expand_suite(s, seed=seed)
     out_dir = Path(out) if out is not None else default_out(s)
-    store = ResultsStore(out_dir)
     ctx = RunContext(device=resolve_device(device), data_root=Path(data_root) if data_root else None,
                      weights=Path(weights) if weights else None)
+    check_run_inputs(specs, ctx)  # bad input stops here, before the store is opened
+    store = ResultsStore(out_dir)
     with Reporter(len(specs), enabled=progress) as reporter:
         ctx.reporter = reporter
         if executor == "ray":

@@ -53,7 +53,7 @@ SETTING_DEFAULTS: dict[str, Any] = {
     "reference_split": "test",
     "bootstrap": 0,
 }
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # no leading dot: "." and ".." would leave the output dirs
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
         runs.append(_check_grid(grid, f"suite {path.name}, runs[{i}]"))
     name = str(raw.get("name") or path.stem)
     if not _NAME_RE.match(name):
-        raise UsageError(f"suite name {name!r} in {path.name} may only use letters, digits, '_', '-' and '.'")
+        raise UsageError(f"suite name {name!r} in {path.name} may only use letters, digits, '_', '-' and '.' (not first); rename it")
     return Suite(name, str(raw.get("description", "")), str(raw.get("primary_metric") or primary or "fid"), settings, runs, path)
 
 
@@ -191,6 +191,7 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
     from genbench.spec import RunSpec
 
     s = _merge(_merge(SETTING_DEFAULTS, suite.settings), grid.get("settings") or {})
+    check_metric_names(s["metrics"])
     seeds = [seed] if seed is not None else [int(x) for x in grid.get("seeds") or [0]]
     wanted = grid.get("samplers")
     for name in wanted or []:
@@ -224,6 +225,18 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
     if unused:
         raise UsageError(f"{where}: no model of this grid can use sampler {unused[0]!r}; remove it or add a model that supports it")
     return specs
+
+
+def check_metric_names(names: Any) -> None:
+    """Metric names of a suite: registered metrics or likelihood metrics, with "did you mean"."""
+    from genbench.metrics.base import METRICS
+    from genbench.runner import LIKELIHOOD_METRICS
+
+    if names is not None and not isinstance(names, list):
+        raise UsageError(f"setting 'metrics' must be a list, e.g. [fid, precision, recall]; got {names!r}")
+    known = sorted({*METRICS.names(), *LIKELIHOOD_METRICS})
+    for m in names or ():
+        check_choice(str(m), known, "metric")
 
 
 def resolve_features(name: str, dataset: Any) -> str:

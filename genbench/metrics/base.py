@@ -54,6 +54,13 @@ class MetricResult:
 
 # compute(fake_features, real_features_or_None, options) -> (values, info)
 ComputeFn = Callable[[torch.Tensor, "torch.Tensor | None", MetricOptions], "tuple[dict[str, float], dict]"]
+# compute_from_stats(fake_features, reference_statistics, options) -> (values, info), for metrics
+# that can run from precomputed reference statistics (FID from {"mu", "sigma"}).
+StatsComputeFn = Callable[[torch.Tensor, dict, MetricOptions], "tuple[dict[str, float], dict]"]
+
+# Reserved entries of a compute function's info dict, which evaluate_features moves elsewhere:
+INFO_WARNINGS = "warnings"  # list[str] -> MetricResult.warnings
+INFO_REPLICATES = "replicates"  # {key: [B] bootstrap replicate values} -> MetricResult.ci
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class Metric:
     compute: ComputeFn
     group: str = ""
     description: str = ""
+    compute_from_stats: "StatsComputeFn | None" = None
+    default: bool = True  # part of "all that the features allow" (fd_inf is opt-in)
 
 
 METRICS: Registry[Metric] = Registry("metric", package="genbench.metrics")

@@ -12,6 +12,7 @@ import torch
 
 from genbench.data.base import Samples
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
+from genbench.registry import check_choice
 from genbench.seeding import SeededNoise
 
 
@@ -40,6 +41,7 @@ class TinyGaussian(GenerativeModel):
         return {"nll": float(-self.log_likelihood(data.x.to(self.device)).mean())}
 
     def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:
+        check_choice(sampler, self.supported_samplers(), "sampler for the tiny family")
         d = self.mean.numel()
         z = noise.randn(d).to(self.mean.device)
         # [N, D] = mu + L z

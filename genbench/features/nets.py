@@ -1,0 +1,159 @@
+"""Plumbing shared by the network-backed feature extractors (inception, vgg16, domain).
+
+* Locating a weights file: ``--weights PATH``, then an environment variable, then the torch hub
+  cache (``torch.hub.get_dir()/checkpoints``, where torch-fidelity and torchvision put their
+  downloads); ``None`` means "not present here", and the caller may download.
+* Reading a ``.pth`` file safely: its bytes are hashed and unpickled with
+  ``torch.load(weights_only=True)``, so a file that embeds code is refused before any network
+  sees it.
+* Feeding uint8 image tensors to a network in batches, without a DataLoader round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from genbench.errors import UsageError
+
+OFFLINE_ENV = "GENBENCH_OFFLINE"  # set to 1 to never download weights
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """Where a published weights file may be found, and how to recognise it."""
+
+    what: str  # "InceptionV3 FID weights"
+    env: str  # environment variable holding a path
+    hub_names: tuple[str, ...]  # file names in the torch hub cache, preferred first
+    known_sha256: str  # sha256 of the published file
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A weights file that was found and read: its path, its bytes' sha256 and where it came from."""
+
+    path: Path
+    sha256: str
+    source: str  # "argument", "environment", "hub cache", "download"
+    blob: bytes
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def locate_weights(spec: PretrainedWeights, weights: Path | str | None) -> tuple[Path, str] | None:
+    """The first weights file present: argument, environment variable, hub cache; else None."""
+    if weights is not None:
+        return _existing(Path(weights), spec, "--weights"), "argument"
+    if os.environ.get(spec.env):
+        return _existing(Path(os.environ[spec.env]), spec, f"${spec.env}"), "environment"
+    for name in spec.hub_names:
+        path = hub_checkpoint_dir() / name
+        if path.is_file():
+            return path, "hub cache"
+    return None
+
+
+def _existing(path: Path, spec: PretrainedWeights, via: str) -> Path:
+    if not path.is_file():
+        raise UsageError(f"{spec.what} file {path} (from {via}) does not exist; pass the path of the .pth file")
+    return path
+
+
+def missing_weights_error(spec: PretrainedWeights, cause: str) -> UsageError:
+    """The one-line answer when no weights are present and none could be downloaded."""
+    return UsageError(
+        f"no {spec.what} here and {cause}; provide them in one of three ways: --weights PATH, "
+        f"{spec.env}=PATH, or copy {spec.hub_names[0]} into {hub_checkpoint_dir()}"
+    )
+
+
+def download_allowed() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("1", "true", "yes")
+
+
+@contextmanager
+def download_timeout(seconds: float = DOWNLOAD_TIMEOUT_S) -> Iterator[None]:
+    """Bound the socket timeout so that a download attempt offline fails instead of hanging."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def read_weights(path: Path, source: str) -> WeightsFile:
+    """Read a weights file once; hash the exact bytes that will be loaded."""
+    try:
+        blob = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read weights file {path} ({e.strerror}); check the path and its permissions") from None
+    return WeightsFile(path, hashlib.sha256(blob).hexdigest(), source, blob)
+
+
+def safe_state_dict(w: WeightsFile) -> dict[str, torch.Tensor]:
+    """Unpickle with ``weights_only=True``: tensors only, never code."""
+    try:
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols: keep stderr to one line
+            warnings.simplefilter("ignore")
+            sd = torch.load(io.BytesIO(w.blob), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means "not a plain state dict"
+        raise UsageError(
+            f"weights file {w.path} is not a plain PyTorch state dict ({type(e).__name__}); "
+            "pass the .pth file of tensors published for this network"
+        ) from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise UsageError(f"weights file {w.path} holds no state dict of tensors; pass the network's .pth state dict")
+    return sd
+
+
+def as_rgb_uint8(x: torch.Tensor, who: str) -> torch.Tensor:
+    """Check uint8 N x C x H x W and repeat a grey channel to RGB: [N, 1|3, H, W] -> [N, 3, H, W]."""
+    x = check_uint8_images(x, who)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[1] != 3:
+        raise UsageError(f"{who} takes 1 or 3 channels, got {x.shape[1]}; pass grey or RGB images")
+    return x
+
+
+def check_uint8_images(x: torch.Tensor, who: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.dtype != torch.uint8:
+        got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise UsageError(
+            f"{who} takes uint8 N x C x H x W images, got {got}; quantise with genbench.data.base.images_to_uint8"
+        )
+    return x
+
+
+def features_in_batches(
+    forward: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Run ``forward`` over consecutive slices of ``x`` on ``device``; concatenate on the CPU."""
+    if batch_size < 1:
+        raise UsageError(f"batch size must be >= 1, got {batch_size}; pass a positive --batch-size")
+    if x.shape[0] == 0:
+        raise UsageError("no images to extract features from; pass at least one image")
+    parts: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size].to(device, non_blocking=True)
+            for key, value in forward(xb).items():
+                parts.setdefault(key, []).append(value.float().cpu())
+    return {k: torch.cat(v, dim=0) for k, v in parts.items()}

@@ -1,0 +1,89 @@
+"""Density and coverage (Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for
+Generative Models", ICML).
+
+With B(x, r) the ball around real sample x whose radius is the distance to its k-th nearest
+real neighbour (k = 5):
+
+    density  = 1 / (k M) sum_j sum_i 1[Y_j in B(X_i, NND_k(X_i))]      (M generated samples Y_j)
+    coverage = 1 / N     sum_i 1[exists j: Y_j in B(X_i, NND_k(X_i))]    (N real samples X_i)
+
+These equal the ``prdc`` package's ``compute_prdc`` on generic data, with one deliberate
+difference: prdc tests membership with a strict ``<``, so a sample exactly on a ball's edge is
+outside it, and when samples repeat at least k+1 times (radius 0) identical inputs score 0.
+Here, as in the paper's closed balls and in Kynkäänniemi et al.'s precision/recall, membership
+is ``<=``: identical inputs score coverage 1 and density >= 1.
+
+Bootstrap: the real radii are fixed, so each generated sample's ball count is fixed and a
+resample's density is a weighted mean; for coverage the (real, generated) pairs within the real
+radii are kept from the one pass and a replicate only checks which of them were drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from genbench.metrics.base import INFO_REPLICATES, METRICS, Metric, MetricOptions, register_key
+from genbench.metrics import neighbours
+from genbench.metrics.bootstrap import iter_resample_indices, resample_counts
+from genbench.metrics.neighbours import as_distance_dtype, check_neighbourhood, cross_balls, kth_nearest_distance
+
+DENSITY = register_key("density", True, "density, k-NN balls of real samples (Naeem et al. 2020)")
+COVERAGE = register_key("coverage", True, "coverage, k-NN balls of real samples (Naeem et al. 2020)")
+
+
+def density_coverage(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -> tuple[float, float]:
+    """(density, coverage) of generated features [N1, D] against real features [N2, D], <= membership."""
+    values, _ = dc_compute(fake, real, dataclasses.replace(options, bootstrap=0))
+    return values[DENSITY.key], values[COVERAGE.key]
+
+
+def coverage_replicate(real, fake, real_radius, counts, pairs, index, chunk) -> float:
+    """Coverage of one resample, from the kept pairs (or a fresh pass when they overflowed)."""
+    if pairs is None:
+        return float(cross_balls(real, fake[index], real_radius, chunk).real_ball_occupied.double().mean())
+    j, i, _ = pairs
+    # real ball j is covered when some generated sample inside it was drawn
+    covered = torch.zeros(len(real), dtype=torch.bool, device=real.device).index_fill_(0, j[counts[i] > 0], True)
+    return float(covered.double().mean())
+
+
+def dc_compute(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -> tuple[dict[str, float], dict]:
+    """Density and coverage, and their bootstrap replicates when ``options.bootstrap`` > 0."""
+    k, chunk = options.dc_k, options.chunk_size
+    fake, real = as_distance_dtype(fake), as_distance_dtype(real)
+    check_neighbourhood(len(real), k, "density/coverage")
+    n1 = len(fake)
+    real_radius = kth_nearest_distance(real, k, chunk)  # [n2]
+    balls = cross_balls(
+        real, fake, real_radius, chunk,
+        real_pair_bound=real_radius if options.bootstrap else None,
+        max_pairs=neighbours.MAX_PAIRS_PER_SAMPLE * (n1 + len(real)),
+    )
+    per_fake = balls.real_balls_per_fake.double()  # [n1] real balls around each generated sample
+    values = {DENSITY.key: float(per_fake.sum() / (k * n1)), COVERAGE.key: float(balls.real_ball_occupied.double().mean())}
+    info: dict = {"dc_k": k}
+    if options.bootstrap:
+        density_b, coverage_b = [], []
+        for index in iter_resample_indices(n1, options, fake.device):
+            counts = resample_counts(index, n1)
+            density_b.append(float(counts.double() @ per_fake) / (k * n1))
+            coverage_b.append(coverage_replicate(real, fake, real_radius, counts, balls.pairs, index, chunk))
+        info[INFO_REPLICATES] = {DENSITY.key: torch.tensor(density_b, dtype=torch.float64), COVERAGE.key: torch.tensor(coverage_b, dtype=torch.float64)}
+    return values, info
+
+
+for _name, _key in (("density", DENSITY), ("coverage", COVERAGE)):
+    METRICS.register(
+        _name,
+        Metric(
+            name=_name,
+            keys=(_key.key,),
+            needs="pool",
+            needs_reference=True,
+            compute=dc_compute,
+            group="density_coverage",
+            description=_key.description,
+        ),
+    )

@@ -1,0 +1,175 @@
+"""Fréchet Inception Distance (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update
+Rule Converge to a Local Nash Equilibrium", NeurIPS).
+
+    FID = ||mu_1 - mu_2||^2 + tr(sigma_1) + tr(sigma_2) - 2 tr((sigma_1 sigma_2)^(1/2))
+
+Stages: ``features_to_statistics`` (mean, covariance with ddof 1, float64) and
+``statistics_to_fid``. As in torch-fidelity 0.4.0, the trace of the matrix square root is the
+sum of the square roots of the (complex) eigenvalues of sigma_1 @ sigma_2, real part taken, so
+the imaginary round-off that makes scipy's ``sqrtm`` fail never raises here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from genbench.errors import UsageError
+from genbench.metrics.base import (
+    INFO_REPLICATES,
+    INFO_WARNINGS,
+    METRICS,
+    Metric,
+    MetricOptions,
+    register_key,
+)
+from genbench.metrics.bootstrap import iter_resample_indices, resample_counts
+
+FID = register_key("fid", False, "Fréchet Inception Distance (Heusel et al. 2017)")
+
+
+def features_to_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features [N, D] -> (mu [D], sigma [D, D]) in float64 (covariance with ddof 1)."""
+    x = features.to(torch.float64)
+    mu = x.mean(dim=0)
+    # sigma = (x - mu)^T (x - mu) / (N - 1)
+    xc = x - mu  # [N, D]
+    sigma = xc.T @ xc / (x.shape[0] - 1)
+    return mu, sigma
+
+
+def reference_statistics(features: torch.Tensor) -> dict:
+    """What a reference statistics file holds: {"mu" [D], "sigma" [D, D] float64 on the CPU, "n"}."""
+    mu, sigma = features_to_statistics(features)
+    return {"mu": mu.cpu(), "sigma": sigma.cpu(), "n": int(features.shape[0])}
+
+
+def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> float:
+    """tr((sigma1 sigma2)^(1/2)) from the eigenvalues of sigma1 @ sigma2 (torch-fidelity 0.4.0)."""
+    eigenvalues = torch.linalg.eigvals(sigma1 @ sigma2).to(torch.complex128)  # [D]
+    return float(torch.sqrt(eigenvalues).real.sum())
+
+
+def statistics_to_fid(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
+    """FID of two Gaussians (mu [D], sigma [D, D]); may be a tiny negative number from round-off."""
+    mu1, sigma1, mu2, sigma2 = (torch.as_tensor(t, dtype=torch.float64) for t in (mu1, sigma1, mu2, sigma2))
+    mu2, sigma2 = mu2.to(mu1.device), sigma2.to(mu1.device)
+    diff = mu1 - mu2
+    tr_covmean = trace_sqrt_product(sigma1, sigma2)
+    return float(diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * tr_covmean)
+
+
+def clamp_fid(value: float) -> tuple[float, list[str]]:
+    """FID is a squared distance: a negative value is round-off; clamp it to 0 and say so."""
+    if value >= 0:
+        return value, []
+    return 0.0, [f"FID of {value:.3g} (round-off of nearly identical statistics) clamped to 0."]
+
+
+def symmetric_sqrt(sigma: torch.Tensor) -> torch.Tensor:
+    """Square root [D, D] of a symmetric positive semi-definite matrix, via its eigenvectors."""
+    # sigma = V diag(lambda) V^T  ->  sigma^(1/2) = V diag(sqrt(max(lambda, 0))) V^T
+    lam, v = torch.linalg.eigh((sigma + sigma.T) / 2)
+    return (v * lam.clamp_min(0).sqrt()) @ v.T
+
+
+def trace_sqrt_product_symmetric(sigma1: torch.Tensor, sigma2_sqrt: torch.Tensor) -> float:
+    """tr((sigma1 sigma2)^(1/2)) = tr((sigma2^(1/2) sigma1 sigma2^(1/2))^(1/2)) with a fixed sigma2^(1/2).
+
+    The symmetric form needs one ``eigvalsh`` per call and reuses the reference's square root,
+    which makes bootstrap replicates and FD-infinity points cheap.
+    """
+    m = sigma2_sqrt @ sigma1 @ sigma2_sqrt  # [D, D], symmetric PSD
+    return float(torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum())
+
+
+def fid_with_reference_sqrt(mu1, sigma1, mu2, sigma2, sigma2_sqrt) -> float:
+    """FID via ``trace_sqrt_product_symmetric`` (equal to ``statistics_to_fid`` up to round-off)."""
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt_product_symmetric(sigma1, sigma2_sqrt))
+
+
+def resampled_statistics(xc: torch.Tensor, mu: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, sigma) of a resample given centred features xc [N, D] and counts [N] (sum N)."""
+    n = xc.shape[0]
+    c = counts.to(xc.dtype)
+    # delta = mean of the resample minus the full-set mean mu
+    delta = c @ xc / n  # [D]
+    # sigma_b = (sum_i c_i xc_i xc_i^T - n delta delta^T) / (n - 1)
+    scatter = xc.T @ (c[:, None] * xc)  # [D, D]
+    return mu + delta, (scatter - n * torch.outer(delta, delta)) / (n - 1)
+
+
+def fid_replicates(fake: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor, options: MetricOptions) -> torch.Tensor:
+    """FID of each bootstrap resample of the generated set against fixed reference statistics: [B]."""
+    mu1, _ = features_to_statistics(fake)
+    xc = fake.to(torch.float64) - mu1  # [N, D]
+    sigma2_sqrt = symmetric_sqrt(sigma2)
+    values = []
+    for index in iter_resample_indices(len(fake), options, fake.device):
+        mu_b, sigma_b = resampled_statistics(xc, mu1, resample_counts(index, len(fake)))
+        values.append(max(fid_with_reference_sqrt(mu_b, sigma_b, mu2, sigma2, sigma2_sqrt), 0.0))
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def rank_warning(n1: int, n2: int | None, dim: int, metric: str = "FID") -> list[str]:
+    """A warning when fewer samples than feature dimensions make a covariance rank-deficient."""
+    small = [f"{name}={n}" for name, n in (("n1", n1), ("n2", n2)) if n is not None and n < dim]
+    if not small:
+        return []
+    return [
+        f"{metric}: {', '.join(small)} is smaller than the feature dimension {dim}: the covariance is "
+        f"rank-deficient and FID is biased and unstable; use at least {dim} samples (50,000 is standard)."
+    ]
+
+
+def statistics_from_mapping(stats: Mapping, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference statistics {"mu": [D], "sigma": [D, D]} (numpy or torch) -> float64 tensors."""
+    if not isinstance(stats, Mapping) or "mu" not in stats or "sigma" not in stats:
+        raise UsageError('reference statistics must hold "mu" and "sigma"; recompute the stats file.')
+    mu = torch.as_tensor(np.asarray(stats["mu"]) if not torch.is_tensor(stats["mu"]) else stats["mu"])
+    sigma = torch.as_tensor(np.asarray(stats["sigma"]) if not torch.is_tensor(stats["sigma"]) else stats["sigma"])
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise UsageError(f"reference statistics have mu {tuple(mu.shape)} and sigma {tuple(sigma.shape)}; "
+                         "expected [D] and [D, D]: recompute the stats file.")
+    return mu.to(device, torch.float64), sigma.to(device, torch.float64)
+
+
+def fid_from_reference_statistics(fake, mu2, sigma2, options, n2=None) -> tuple[dict[str, float], dict]:
+    """FID of generated features [N, D] against reference statistics, with warnings and replicates."""
+    if mu2.shape[0] != fake.shape[1]:
+        raise UsageError(f"generated features have {fake.shape[1]} dimensions but the reference statistics "
+                         f"{mu2.shape[0]}; use the same feature extractor for both.")
+    mu1, sigma1 = features_to_statistics(fake)
+    value, warnings = clamp_fid(statistics_to_fid(mu1, sigma1, mu2, sigma2))
+    info: dict = {INFO_WARNINGS: rank_warning(len(fake), n2, fake.shape[1]) + warnings}
+    if options.bootstrap:
+        info[INFO_REPLICATES] = {FID.key: fid_replicates(fake, mu2, sigma2, options)}
+    return {FID.key: value}, info
+
+
+def fid_compute(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -> tuple[dict[str, float], dict]:
+    mu2, sigma2 = features_to_statistics(real)
+    return fid_from_reference_statistics(fake, mu2, sigma2, options, n2=len(real))
+
+
+def fid_compute_from_stats(fake: torch.Tensor, stats: Mapping, options: MetricOptions) -> tuple[dict[str, float], dict]:
+    mu2, sigma2 = statistics_from_mapping(stats, fake.device)
+    n2 = stats.get("n")
+    return fid_from_reference_statistics(fake, mu2, sigma2, options, n2=int(n2) if n2 is not None else None)
+
+
+METRICS.register(
+    "fid",
+    Metric(
+        name="fid",
+        keys=(FID.key,),
+        needs="pool",
+        needs_reference=True,
+        compute=fid_compute,
+        compute_from_stats=fid_compute_from_stats,
+        description=FID.description,
+    ),
+)

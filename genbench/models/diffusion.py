@@ -1,0 +1,201 @@
+"""``diffusion``: an EDM-preconditioned denoiser (Karras et al. 2022, "Elucidating the Design Space of
+Diffusion-Based Generative Models"), sampled by every registered diffusion sampler.
+
+Denoiser (EDM Table 1, "ours"): D(x; sigma) = c_skip x + c_out F(c_in x; c_noise) with
+c_skip = sigma_data^2 / (sigma^2 + sigma_data^2), c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2),
+c_in = 1 / sqrt(sigma^2 + sigma_data^2), c_noise = ln(sigma) / 4. Training: ln sigma ~
+N(P_mean, P_std^2) with P_mean = -1.2, P_std = 1.2, loss lambda(sigma) ||D(x + sigma n; sigma) - x||^2
+with lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2.
+
+Scale: EDM's constants are for data with sigma_data = 0.5. For another ``sigma_data`` the noise
+range scales with it: the defaults become sigma_min = 0.002 k, sigma_max = 80 k and the training
+P_mean shifts by ln k, with k = sigma_data / 0.5 (so the model sees the same signal-to-noise
+ratios). Set ``sigma_data`` near the data's per-dimension std (0.5 suits images in [-1, 1]; about
+1.4 suits toy2d:8gaussians). Sampling uses ``schedule`` (default ``karras``, rho = 7) from
+sigma_max to sigma_min, then 0, and the EMA weights. Likelihood: the probability-flow ODE
+(``genbench.samplers.ode.pf_ode_log_likelihood``), nats per example of the data as given.
+
+Network: ``net="mlp"`` (points and flattened small images), ``"unet"`` (images), or ``"auto"``
+(MLP for points and for images of at most 64 pixels per channel, else UNet).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from genbench.data.base import IMAGES, POINTS, Samples
+from genbench.errors import UsageError
+from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget
+from genbench.models.nets.mlp import TimeConditionedMLP
+from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
+from genbench.models.nets.unet import UNet
+from genbench.registry import check_choice
+from genbench.samplers.base import SAMPLERS, CountingDenoiser, samplers_of_kind
+from genbench.samplers.ode import pf_ode_log_likelihood
+from genbench.samplers.schedules import SCHEDULES, build_sigmas
+from genbench.seeding import SeededNoise
+
+EDM_SIGMA_DATA = 0.5  # the data scale EDM's sigma_min, sigma_max and P_mean were chosen for
+DEFAULT_STEPS = {"euler": 32, "euler_ancestral": 32, "heun": 18, "edm_stochastic": 32, "dpmpp_2m": 20, "ode": None}
+NETS = ("auto", "mlp", "unet")
+MLP_MAX_PIXELS = 64  # "auto" uses the MLP for images of at most this many pixels per channel
+
+
+def edm_preconditioning(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, ...]:
+    """(c_skip, c_out, c_in, c_noise) of EDM Table 1 for noise levels sigma [N]."""
+    total = sigma**2 + sigma_data**2
+    c_skip = sigma_data**2 / total
+    c_out = sigma * sigma_data / total.sqrt()
+    c_in = 1.0 / total.sqrt()
+    c_noise = sigma.log() / 4.0
+    return c_skip, c_out, c_in, c_noise
+
+
+def edm_loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 = 1 / c_out^2 (EDM Eq. 8 / Table 1)."""
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def _rows(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """[N] -> [N, 1, ..., 1] broadcastable against x."""
+    return v.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+@MODELS.register("diffusion", description="EDM-preconditioned denoiser (Karras et al. 2022); every diffusion sampler; ODE likelihood")
+class EDMDiffusion(GenerativeModel):
+    family = "diffusion"
+    likelihood_kind = "ode"
+
+    def __init__(self, data_shape, modality, num_classes=None, net: str = "auto", width: int | None = None,
+                 depth: int | None = None, channel_mult: tuple[int, ...] | list[int] = (1, 2), emb_dim: int = 64,
+                 sigma_data: float = EDM_SIGMA_DATA, sigma_min: float | None = None, sigma_max: float | None = None,
+                 rho: float = 7.0, schedule: str = "karras", p_mean: float = -1.2, p_std: float = 1.2,
+                 dequantize: bool = True, exact_divergence_dims: int = 16, likelihood_tol: float = 1e-5):
+        super().__init__(data_shape, modality, num_classes, net=net, width=width, depth=depth,
+                         channel_mult=list(channel_mult), emb_dim=emb_dim, sigma_data=sigma_data, sigma_min=sigma_min,
+                         sigma_max=sigma_max, rho=rho, schedule=schedule, p_mean=p_mean, p_std=p_std,
+                         dequantize=dequantize, exact_divergence_dims=exact_divergence_dims,
+                         likelihood_tol=likelihood_tol)
+        check_choice(schedule, sorted(SCHEDULES), "sigma schedule")
+        if not sigma_data > 0:
+            raise UsageError(f"sigma_data must be positive, got {sigma_data}; set it near the data's per-dimension std")
+        self.sigma_data = float(sigma_data)
+        scale = self.sigma_data / EDM_SIGMA_DATA
+        self.sigma_min = float(sigma_min if sigma_min is not None else 0.002 * scale)
+        self.sigma_max = float(sigma_max if sigma_max is not None else 80.0 * scale)
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise UsageError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}; fix the model config")
+        self.kind = self._choose_net(net)
+        self.net = self._build_net()
+        self.ema_net = copy.deepcopy(self.net).requires_grad_(False)
+
+    # -- network -------------------------------------------------------------------------------
+
+    def _choose_net(self, net: str) -> str:
+        check_choice(net, list(NETS), "diffusion network")
+        if net == "unet" and self.modality != IMAGES:
+            raise UsageError("net 'unet' needs image data; use net: mlp for points")
+        if net != "auto":
+            return net
+        small = self.modality == POINTS or math.prod(self.data_shape[1:]) <= MLP_MAX_PIXELS
+        return "mlp" if small else "unet"
+
+    def _build_net(self) -> nn.Module:
+        c = self.config
+        if self.kind == "mlp":
+            d = math.prod(self.data_shape)
+            return TimeConditionedMLP(d, d, hidden=c["width"] or 256, depth=c["depth"] or 4, emb_dim=c["emb_dim"])
+        return UNet(self.data_shape[0], channels=c["width"] or 64, channel_mult=tuple(c["channel_mult"]),
+                    num_res_blocks=c["depth"] or 2, attn_levels=(len(c["channel_mult"]) - 1,))
+
+    def _net_output(self, net: nn.Module, x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        """F(c_in x; c_noise) in x's shape (the MLP sees flattened examples)."""
+        if self.kind == "mlp":
+            return net(x_in.reshape(x_in.shape[0], -1), c_noise).reshape(x_in.shape)
+        return net(x_in, c_noise)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+        """D(x; sigma) for x [N, *data_shape] and sigma [N] (or a scalar), with the EMA net unless ``net`` is given."""
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+        c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, self.sigma_data)
+        out = self._net_output(net if net is not None else self.ema_net, _rows(c_in, x) * x, c_noise)
+        return _rows(c_skip, x) * x + _rows(c_out, x) * out
+
+    # -- training ------------------------------------------------------------------------------
+
+    def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,
+            progress: Progress | None = None) -> dict[str, float]:
+        """Train from scratch (weights re-initialised from ``generator``) with Adam; EMA per ``budget.ema``."""
+        init_parameters(self.net, generator)
+        self.ema_net.load_state_dict(self.net.state_dict())
+        x = data.x.to(self.device).float()
+
+        def loss(x0: torch.Tensor) -> torch.Tensor:
+            return self.denoising_loss(x0, generator)
+
+        return train_with_adam(self.net, loss, x, budget, generator, progress, self.ema_net)
+
+    def denoising_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """EDM loss E[lambda(sigma) ||D(x0 + sigma n; sigma) - x0||^2], mean over dimensions and batch."""
+        if self.modality == IMAGES and self.config["dequantize"]:
+            x0 = dequantise_images(x0, generator)
+        # ln sigma ~ N(P_mean + ln(sigma_data / 0.5), P_std^2): [B]
+        p_mean = self.config["p_mean"] + math.log(self.sigma_data / EDM_SIGMA_DATA)
+        sigma = torch.exp(p_mean + self.config["p_std"] * torch.randn(x0.shape[0], generator=generator)).to(x0.device)
+        n = torch.randn(x0.shape, generator=generator).to(x0.device)
+        denoised = self.denoise(x0 + _rows(sigma, x0) * n, sigma, net=self.net)
+        weight = _rows(edm_loss_weight(sigma, self.sigma_data), x0)
+        return (weight * (denoised - x0) ** 2).mean()
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    @classmethod
+    def supported_samplers(cls) -> list[str]:
+        return samplers_of_kind("diffusion")
+
+    @classmethod
+    def default_steps(cls, sampler: str) -> int | None:
+        """Steps when a suite names none: EDM's 18 for heun, 20 for dpmpp_2m, 32 for first-order and stochastic
+        samplers, None for ``ode`` (adaptive: the steps are the solver's, and ``sample`` ignores ``steps``)."""
+        return DEFAULT_STEPS.get(sampler, 32)
+
+    def sigmas(self, steps: int) -> torch.Tensor:
+        """The sampling schedule: [steps + 1] decreasing sigmas from sigma_max to sigma_min, then 0."""
+        c = self.config
+        return build_sigmas(c["schedule"], steps, self.sigma_min, self.sigma_max, c["rho"])
+
+    @torch.no_grad()
+    def sample(self, noise: SeededNoise, sampler: str = "heun", steps: int | None = None) -> tuple[torch.Tensor, float]:
+        """x_T = sigma_max * noise, then the named sampler over the schedule; NFE = denoiser calls per sample."""
+        check_choice(sampler, self.supported_samplers(), "sampler for the diffusion family")
+        if self.default_steps(sampler) is None:
+            steps = 2  # a sampler without steps (``ode``) only reads the schedule's ends
+        elif steps is None:
+            steps = self.default_steps(sampler)
+        sigmas = self.sigmas(steps).to(self.device)
+        x = float(sigmas[0]) * noise.randn(*self.data_shape).to(self.device)
+        counted = CountingDenoiser(self.denoise)
+        x = SAMPLERS.get(sampler).fn(counted, x, sigmas, noise)
+        if self.modality == IMAGES:
+            x = x.clamp(-1.0, 1.0)
+        return x, float(counted.calls)
+
+    # -- likelihood ----------------------------------------------------------------------------
+
+    def log_likelihood(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """log p(x) in nats per example from the probability-flow ODE between sigma_min and sigma_max.
+
+        Exact divergence when the data has at most ``exact_divergence_dims`` dimensions, else
+        Hutchinson's estimator with Rademacher probes drawn from a generator seeded with ``seed``;
+        dopri5 with rtol = atol = ``likelihood_tol`` (default 1e-5). Deterministic given ``seed`` and
+        the batch (the solver's steps are shared by the batch, so a value can move within the tolerance).
+        """
+        exact = math.prod(self.data_shape) <= self.config["exact_divergence_dims"]
+        generator = torch.Generator().manual_seed(seed)
+        x = x.to(self.device).float()
+        tol = self.config["likelihood_tol"]
+        return pf_ode_log_likelihood(self.denoise, x, self.sigma_min, self.sigma_max, exact, generator, rtol=tol, atol=tol)
