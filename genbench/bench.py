@@ -21,8 +21,8 @@ import io
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -58,7 +58,7 @@ class PeakMemory:
         self.cuda = torch.device(device).type == "cuda"
         self.peak_mb = 0.0
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         gc.collect()
         if self.cuda:
             torch.cuda.synchronize()
@@ -119,9 +119,12 @@ def torch_fidelity_cases(f: dict, device: str) -> list[Case]:
         stats = metric_fid.fid_features_to_statistics(f["fake"]), metric_fid.fid_features_to_statistics(f["real"])
         return {"fid": metric_fid.fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"]}
 
-    def kid() -> Values:
-        out = metric_kid.kid_features_to_metric(f["fake"], f["real"], verbose=False)
-        return {"kid_mean": out["kernel_inception_distance_mean"], "kid_std": out["kernel_inception_distance_std"]}
+    def kid(dtype: torch.dtype) -> Callable[[], Values]:
+        def run() -> Values:
+            out = metric_kid.kid_features_to_metric(f["fake"].to(dtype), f["real"].to(dtype), verbose=False)
+            return {"kid_mean": out["kernel_inception_distance_mean"], "kid_std": out["kernel_inception_distance_std"]}
+
+        return run
 
     def isc() -> Values:
         out = metric_isc.isc_features_to_metric(f["logits"].to(device))
@@ -133,7 +136,9 @@ def torch_fidelity_cases(f: dict, device: str) -> list[Case]:
 
     return [
         Case("fid", "torch-fidelity", genbench_runner(["fid"], f, device), fid),
-        Case("kid", "torch-fidelity", genbench_runner(["kid"], f, device), kid),
+        Case("kid", "torch-fidelity", genbench_runner(["kid"], f, device), kid(torch.float32)),
+        # torch-fidelity computes KID in the features' dtype: fed float64 it shows the float32 round-off
+        Case("kid", "torch-fidelity (float64 input)", genbench_runner(["kid"], f, device), kid(torch.float64)),
         Case("is", "torch-fidelity", genbench_runner(["is"], f, device), isc),
         Case("precision/recall", "torch-fidelity", genbench_runner(["precision", "recall"], f, device), prc),
     ]
@@ -211,12 +216,21 @@ def bench_metrics(n: int, dim: int, device: str = "cpu", repeats: int = 1) -> pd
     for case in cases:
         ours_s, ours_mb, ours = timed(case.ours, repeats, device)
         theirs_s, theirs_mb, theirs = timed(case.theirs, repeats, device)
-        rows.append({
-            "metric": case.metric, "reference": case.reference, "n": n, "dim": dim, "device": device,
-            "genbench_s": ours_s, "reference_s": theirs_s, "time_ratio": ours_s / theirs_s,
-            "max_rel_diff": max_relative_difference(ours, theirs),
-            "genbench_peak_mib": ours_mb, "reference_peak_mib": theirs_mb,
-        })
+        rows.append(
+            {
+                "metric": case.metric,
+                "reference": case.reference,
+                "n": n,
+                "dim": dim,
+                "device": device,
+                "genbench_s": ours_s,
+                "reference_s": theirs_s,
+                "time_ratio": ours_s / theirs_s,
+                "max_rel_diff": max_relative_difference(ours, theirs),
+                "genbench_peak_mib": ours_mb,
+                "reference_peak_mib": theirs_mb,
+            }
+        )
     table = pd.DataFrame(rows)
     table.attrs["skipped"] = skipped
     return table
@@ -225,7 +239,9 @@ def bench_metrics(n: int, dim: int, device: str = "cpu", repeats: int = 1) -> pd
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genbench.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    metrics = sub.add_parser("metrics", help="metrics vs torch-fidelity/prdc/clean-fid/pytorch-fid, e.g. --n 10000 --dim 2048")
+    metrics = sub.add_parser(
+        "metrics", help="metrics vs torch-fidelity/prdc/clean-fid/pytorch-fid, e.g. --n 10000 --dim 2048"
+    )
     metrics.add_argument("--n", type=int, default=10_000, help="samples per set (default 10000)")
     metrics.add_argument("--dim", type=int, default=2048, help="feature dimension (default 2048)")
     metrics.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -28,6 +28,10 @@ from genbench.suite import Suite, expand_suite, load_suite
 
 LIKELIHOOD_METRICS = ("bpd", "nll")
 CHECKPOINT_VERSION = 1  # bump when training code changes what a recipe produces
+# Feature networks round differently at different batch sizes (oneDNN/cuDNN pick other kernels), so
+# features are always extracted in batches of this size: they depend on the inputs only, never on
+# RunContext.batch_size or on which run filled the reference-feature cache.
+FEATURE_BATCH_SIZE = 256
 
 
 @dataclass
@@ -36,7 +40,7 @@ class RunContext:
 
     device: str = "cpu"
     data_root: Path | None = None
-    batch_size: int = 500
+    batch_size: int = 500  # sampling and likelihood batches (features use FEATURE_BATCH_SIZE)
     weights: Path | None = None
     reporter: Reporter | None = None
     _data: dict[tuple[str, str], Samples] = field(default_factory=dict)
@@ -142,7 +146,7 @@ def samples_to_features(x: torch.Tensor, modality: str, extractor, ctx: RunConte
     inputs = images_to_uint8(x) if modality == IMAGES and extractor.input_kind == "images" else x
     if modality == IMAGES and extractor.input_kind == "points":
         inputs = images_to_uint8(x)
-    return extractor.extract(inputs, batch_size=ctx.batch_size)
+    return extractor.extract(inputs, batch_size=FEATURE_BATCH_SIZE)
 
 
 @torch.no_grad()
@@ -203,7 +207,7 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     extractor = ctx.extractor(spec.features)
     cb = ctx.stage("features", 2)
     real = reference_features(spec.dataset, spec.reference_split, spec.n_reference, extractor, data_root=ctx.data_root,
-                              batch_size=ctx.batch_size)
+                              batch_size=FEATURE_BATCH_SIZE)
     if cb:
         cb(1)
     fake = samples_to_features(x, ds.modality, extractor, ctx)

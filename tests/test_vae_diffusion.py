@@ -119,6 +119,14 @@ def test_diffusion_supports_every_diffusion_sampler_with_counted_nfe(diffusion):
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "edm_stochastic"])
+def test_diffusion_samples_do_not_depend_on_the_batch(diffusion, sampler):
+    whole, _ = diffusion.sample(SeededNoise.for_run(5, 8), sampler, 6)
+    parts = [diffusion.sample(b, sampler, 6)[0] for b in SeededNoise.for_run(5, 8).batches(3)]
+    # same noise per sample; only the matmul blocking of the net may differ with the batch size
+    torch.testing.assert_close(whole, torch.cat(parts), atol=1e-5, rtol=0)
+
+
 def test_edm_preconditioning_matches_table_1():
     sigma = torch.tensor([0.002, 0.5, 80.0], dtype=torch.float64)
     c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, 0.5)

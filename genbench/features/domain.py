@@ -34,11 +34,11 @@ import hashlib
 import json
 import struct
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -76,13 +76,13 @@ class Architecture:
     dropout: float = 0.3
 
     @classmethod
-    def for_shape(cls, shape: tuple[int, ...], num_classes: int) -> "Architecture":
+    def for_shape(cls, shape: tuple[int, ...], num_classes: int) -> Architecture:
         c, h, w = shape
         # two 2x2 max-pools: 8x8 -> 2x2 (grid 2), 28x28 -> 7x7 (grid 3), 32x32 -> 8x8 (grid 3)
         return cls(c, h, w, num_classes, grid=min(3, h // 4, w // 4) or 1)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Architecture":
+    def from_dict(cls, d: dict) -> Architecture:
         return cls(**{**d, "widths": tuple(d["widths"])})
 
     def to_dict(self) -> dict:

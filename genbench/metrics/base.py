@@ -74,7 +74,7 @@ class Metric:
     compute: ComputeFn
     group: str = ""
     description: str = ""
-    compute_from_stats: "StatsComputeFn | None" = None
+    compute_from_stats: StatsComputeFn | None = None
     default: bool = True  # part of "all that the features allow" (fd_inf is opt-in)
 
 

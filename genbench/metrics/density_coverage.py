@@ -24,8 +24,8 @@ import dataclasses
 
 import torch
 
-from genbench.metrics.base import INFO_REPLICATES, METRICS, Metric, MetricOptions, register_key
 from genbench.metrics import neighbours
+from genbench.metrics.base import INFO_REPLICATES, METRICS, Metric, MetricOptions, register_key
 from genbench.metrics.bootstrap import iter_resample_indices, resample_counts
 from genbench.metrics.neighbours import as_distance_dtype, check_neighbourhood, cross_balls, kth_nearest_distance
 
@@ -57,21 +57,37 @@ def dc_compute(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -
     n1 = len(fake)
     real_radius = kth_nearest_distance(real, k, chunk)  # [n2]
     balls = cross_balls(
-        real, fake, real_radius, chunk,
+        real,
+        fake,
+        real_radius,
+        chunk,
         real_pair_bound=real_radius if options.bootstrap else None,
         max_pairs=neighbours.MAX_PAIRS_PER_SAMPLE * (n1 + len(real)),
     )
     per_fake = balls.real_balls_per_fake.double()  # [n1] real balls around each generated sample
-    values = {DENSITY.key: float(per_fake.sum() / (k * n1)), COVERAGE.key: float(balls.real_ball_occupied.double().mean())}
+    values = {
+        DENSITY.key: float(per_fake.sum() / (k * n1)),
+        COVERAGE.key: float(balls.real_ball_occupied.double().mean()),
+    }
     info: dict = {"dc_k": k}
     if options.bootstrap:
-        density_b, coverage_b = [], []
-        for index in iter_resample_indices(n1, options, fake.device):
-            counts = resample_counts(index, n1)
-            density_b.append(float(counts.double() @ per_fake) / (k * n1))
-            coverage_b.append(coverage_replicate(real, fake, real_radius, counts, balls.pairs, index, chunk))
-        info[INFO_REPLICATES] = {DENSITY.key: torch.tensor(density_b, dtype=torch.float64), COVERAGE.key: torch.tensor(coverage_b, dtype=torch.float64)}
+        info[INFO_REPLICATES] = dc_replicates(real, fake, real_radius, per_fake, balls.pairs, options)
     return values, info
+
+
+def dc_replicates(real, fake, real_radius, per_fake, pairs, options: MetricOptions) -> dict[str, torch.Tensor]:
+    """Density and coverage of each bootstrap resample of the generated set: {key: [B]}."""
+    n1, k = len(fake), options.dc_k
+    density_b, coverage_b = [], []
+    for index in iter_resample_indices(n1, options, fake.device):
+        counts = resample_counts(index, n1)
+        # density: the resample's mean of the fixed per-sample ball counts, over k
+        density_b.append(float(counts.double() @ per_fake) / (k * n1))
+        coverage_b.append(coverage_replicate(real, fake, real_radius, counts, pairs, index, options.chunk_size))
+    return {
+        DENSITY.key: torch.tensor(density_b, dtype=torch.float64),
+        COVERAGE.key: torch.tensor(coverage_b, dtype=torch.float64),
+    }
 
 
 for _name, _key in (("density", DENSITY), ("coverage", COVERAGE)):

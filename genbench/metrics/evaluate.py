@@ -100,14 +100,18 @@ def run_group(members, fake, real, real_stats, options, device) -> tuple[dict, d
     if real is not None and metric.needs in real:
         y = feature_matrix(real, metric.needs, "reference").to(device)
         if y.shape[1] != x.shape[1]:
-            raise UsageError(f"generated {metric.needs!r} features have {x.shape[1]} dimensions, reference "
-                             f"{y.shape[1]}; extract both with the same feature extractor.")
+            raise UsageError(
+                f"generated {metric.needs!r} features have {x.shape[1]} dimensions, reference "
+                f"{y.shape[1]}; extract both with the same feature extractor."
+            )
         return metric.compute(x, y, options)
     if real_stats is not None and metric.compute_from_stats is not None:
         return metric.compute_from_stats(x, real_stats, options)
-    raise UsageError(f"metric {metric.name!r} needs reference {metric.needs!r} features"
-                     + (" (reference statistics serve only FID and fd_inf)" if real_stats is not None else "")
-                     + "; pass the reference set's features.")
+    raise UsageError(
+        f"metric {metric.name!r} needs reference {metric.needs!r} features"
+        + (" (reference statistics serve only FID and fd_inf)" if real_stats is not None else "")
+        + "; pass the reference set's features."
+    )
 
 
 def sample_sizes(fake: Mapping, real: Mapping | None, real_stats: Mapping | None) -> dict:

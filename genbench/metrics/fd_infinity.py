@@ -46,7 +46,9 @@ def fit_line_in_inverse_n(sizes: list[int], fids: list[float]) -> tuple[float, f
     return float(coef[0]), float(coef[1])
 
 
-def fd_infinity(fake: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor, options: MetricOptions) -> tuple[float, dict]:
+def fd_infinity(
+    fake: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor, options: MetricOptions
+) -> tuple[float, dict]:
     """FD-infinity of generated features [N, D] against reference statistics, with the fit's points."""
     sizes = fd_inf_sizes(len(fake), options.fd_inf_points)
     sigma2_sqrt = symmetric_sqrt(sigma2)
@@ -62,8 +64,10 @@ def fd_infinity(fake: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor, opt
 
 def fd_inf_from_statistics(fake, mu2, sigma2, options, n2=None) -> tuple[dict[str, float], dict]:
     if mu2.shape[0] != fake.shape[1]:
-        raise UsageError(f"generated features have {fake.shape[1]} dimensions but the reference "
-                         f"{mu2.shape[0]}; use the same feature extractor for both.")
+        raise UsageError(
+            f"generated features have {fake.shape[1]} dimensions but the reference "
+            f"{mu2.shape[0]}; use the same feature extractor for both."
+        )
     value, info = fd_infinity(fake, mu2, sigma2, options)
     info[INFO_WARNINGS] = rank_warning(info["fd_inf_sizes"][0], n2, fake.shape[1], metric="fd_inf (smallest subset)")
     return {FD_INF.key: value}, info
@@ -74,7 +78,9 @@ def fd_inf_compute(fake: torch.Tensor, real: torch.Tensor, options: MetricOption
     return fd_inf_from_statistics(fake, mu2, sigma2, options, n2=len(real))
 
 
-def fd_inf_compute_from_stats(fake: torch.Tensor, stats: Mapping, options: MetricOptions) -> tuple[dict[str, float], dict]:
+def fd_inf_compute_from_stats(
+    fake: torch.Tensor, stats: Mapping, options: MetricOptions
+) -> tuple[dict[str, float], dict]:
     mu2, sigma2 = statistics_from_mapping(stats, fake.device)
     return fd_inf_from_statistics(fake, mu2, sigma2, options, n2=stats.get("n"))
 

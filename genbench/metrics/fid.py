@@ -88,7 +88,9 @@ def trace_sqrt_product_symmetric(sigma1: torch.Tensor, sigma2_sqrt: torch.Tensor
 def fid_with_reference_sqrt(mu1, sigma1, mu2, sigma2, sigma2_sqrt) -> float:
     """FID via ``trace_sqrt_product_symmetric`` (equal to ``statistics_to_fid`` up to round-off)."""
     diff = mu1 - mu2
-    return float(diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt_product_symmetric(sigma1, sigma2_sqrt))
+    return float(
+        diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt_product_symmetric(sigma1, sigma2_sqrt)
+    )
 
 
 def resampled_statistics(xc: torch.Tensor, mu: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,16 +134,20 @@ def statistics_from_mapping(stats: Mapping, device: torch.device | str) -> tuple
     mu = torch.as_tensor(np.asarray(stats["mu"]) if not torch.is_tensor(stats["mu"]) else stats["mu"])
     sigma = torch.as_tensor(np.asarray(stats["sigma"]) if not torch.is_tensor(stats["sigma"]) else stats["sigma"])
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise UsageError(f"reference statistics have mu {tuple(mu.shape)} and sigma {tuple(sigma.shape)}; "
-                         "expected [D] and [D, D]: recompute the stats file.")
+        raise UsageError(
+            f"reference statistics have mu {tuple(mu.shape)} and sigma {tuple(sigma.shape)}; "
+            "expected [D] and [D, D]: recompute the stats file."
+        )
     return mu.to(device, torch.float64), sigma.to(device, torch.float64)
 
 
 def fid_from_reference_statistics(fake, mu2, sigma2, options, n2=None) -> tuple[dict[str, float], dict]:
     """FID of generated features [N, D] against reference statistics, with warnings and replicates."""
     if mu2.shape[0] != fake.shape[1]:
-        raise UsageError(f"generated features have {fake.shape[1]} dimensions but the reference statistics "
-                         f"{mu2.shape[0]}; use the same feature extractor for both.")
+        raise UsageError(
+            f"generated features have {fake.shape[1]} dimensions but the reference statistics "
+            f"{mu2.shape[0]}; use the same feature extractor for both."
+        )
     mu1, sigma1 = features_to_statistics(fake)
     value, warnings = clamp_fid(statistics_to_fid(mu1, sigma1, mu2, sigma2))
     info: dict = {INFO_WARNINGS: rank_warning(len(fake), n2, fake.shape[1]) + warnings}

@@ -47,8 +47,10 @@ def logits_to_probabilities(logits: torch.Tensor) -> tuple[torch.Tensor, torch.T
 def isc_features_to_metric(logits: torch.Tensor, options: MetricOptions) -> dict[str, float]:
     """Inception Score mean and std over ``options.is_splits`` shuffled splits."""
     if len(logits) < options.is_splits:
-        raise UsageError(f"IS needs at least is_splits={options.is_splits} samples (got {len(logits)}); "
-                         "generate more samples or lower is_splits.")
+        raise UsageError(
+            f"IS needs at least is_splits={options.is_splits} samples (got {len(logits)}); "
+            "generate more samples or lower is_splits."
+        )
     order = shuffle_order(len(logits), options.seed).to(logits.device)
     p, log_p = logits_to_probabilities(logits[order])
     scores = split_scores(p, log_p, options.is_splits)
@@ -66,7 +68,9 @@ def is_replicates(logits: torch.Tensor, options: MetricOptions) -> torch.Tensor:
     return torch.stack(values).cpu()
 
 
-def is_compute(logits: torch.Tensor, real: torch.Tensor | None, options: MetricOptions) -> tuple[dict[str, float], dict]:
+def is_compute(
+    logits: torch.Tensor, real: torch.Tensor | None, options: MetricOptions
+) -> tuple[dict[str, float], dict]:
     info: dict = {"is_splits": options.is_splits}
     if options.bootstrap:
         info[INFO_REPLICATES] = {IS_MEAN.key: is_replicates(logits, options)}

@@ -15,7 +15,7 @@ subsets and bootstrap replicates). The cheaper one is chosen from their flop cou
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -98,13 +98,18 @@ def pair_sums_gram(x, y, rows_x, rows_y, options, same: bool) -> torch.Tensor:
     return total
 
 
-def choose_pair_sums(n1: int, n2: int, m: int, subsets: int, replicates: int, options: MetricOptions) -> PairSums:
-    """The cheaper of the direct and the Gram computation, from their flop counts."""
+def choose_pair_sums(n1: int, n2: int, dim: int, m: int, replicates: int, options: MetricOptions) -> PairSums:
+    """The cheaper of the direct and the Gram computation, from their flop counts (in units of 2 dim)."""
+    subsets = options.kid_subsets
     s_all = subsets * (1 + replicates)
-    passes = 1 + math.ceil(subsets * replicates / replicate_rows(n1, n2, subsets, options))
+    # direct: one m x m kernel per subset for x-x and x-y, per reference subset for y-y
     direct = m * m * (2 * s_all + subsets)
-    gram = (n1 * n1 / 2 + n1 * n2) * passes + n2 * n2 / 2 + (s_all * (n1 * n1 + n1 * n2) + subsets * n2 * n2) / options.chunk_size
-    return pair_sums_gram if gram < direct else pair_sums_direct
+    # gram: kernel blocks once per pass over the subsets (half of x-x and y-y by symmetry) ...
+    passes = 1 + math.ceil(subsets * replicates / replicate_rows(n1, n2, subsets, options))
+    kernel = (n1 * n1 / 2 + n1 * n2) * passes + n2 * n2 / 2
+    # ... plus the count-vector products, 2 S per kernel entry
+    counts = (s_all * (n1 * n1 / 2 + n1 * n2) + subsets * n2 * n2 / 2) / dim
+    return pair_sums_gram if kernel + counts < direct else pair_sums_direct
 
 
 def replicate_rows(n1: int, n2: int, subsets: int, options: MetricOptions) -> int:
@@ -145,21 +150,31 @@ def _group_means(x, y, group, rows_y, yy, pair_sums, options) -> torch.Tensor:
     return mmd.view(len(group), -1).mean(dim=1)  # [G]
 
 
-def kid_features_to_metric(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -> tuple[dict[str, float], dict]:
+def kid_features_to_metric(
+    fake: torch.Tensor, real: torch.Tensor, options: MetricOptions
+) -> tuple[dict[str, float], dict]:
     """KID mean and std over subsets (torch-fidelity's definition), in float64 on the features' device."""
     x, y = fake.to(torch.float64), real.to(torch.float64)
     n1, n2 = len(x), len(y)
     m = kid_subset_size(n1, n2, options)
     rows_x, rows_y = kid_subset_indices(n1, n2, options.kid_subsets, m, options.seed)
-    pair_sums = choose_pair_sums(n1, n2, m, options.kid_subsets, options.bootstrap, options)
+    pair_sums = choose_pair_sums(n1, n2, x.shape[1], m, options.bootstrap, options)
     # the reference subsets never change, so their sums serve every replicate
     yy = pair_sums(y, y, rows_y, rows_y, options, same=True)
     mmd = subset_mmd2(x, y, rows_x, rows_y, yy, pair_sums, options)  # [subsets]
     values = {KID_MEAN.key: float(mmd.mean()), KID_STD.key: float(mmd.std(correction=0))}
-    info: dict = {"kid_subset_size": m, "kid_subsets": options.kid_subsets, "kid_method": pair_sums.__name__.removeprefix("pair_sums_")}
+    info: dict = {
+        "kid_subset_size": m,
+        "kid_subsets": options.kid_subsets,
+        "kid_method": pair_sums.__name__.removeprefix("pair_sums_"),
+    }
     info[INFO_WARNINGS] = (
-        [f"KID subset size reduced from {options.kid_subset_size} to {m} (n1={n1}, n2={n2}); "
-         "KID is comparable only at equal subset size."] if m < options.kid_subset_size else []
+        [
+            f"KID subset size reduced from {options.kid_subset_size} to {m} (n1={n1}, n2={n2}); "
+            "KID is comparable only at equal subset size."
+        ]
+        if m < options.kid_subset_size
+        else []
     )
     if options.bootstrap:
         info[INFO_REPLICATES] = {KID_MEAN.key: kid_replicates(x, y, rows_x, rows_y, yy, pair_sums, options)}

@@ -20,7 +20,6 @@ import torch
 
 from genbench.errors import UsageError
 
-
 # pairs kept for the bootstrap, per sample of both sets, before falling back to fresh passes
 MAX_PAIRS_PER_SAMPLE = 64
 
@@ -110,8 +109,11 @@ def cross_balls(
             if in_fake is not None:
                 in_fake[j0 : j0 + chunk] |= (d <= fake_radius[None, i0 : i0 + chunk]).any(dim=1)
             if pairs is not None:
-                bound = (fake_pair_bound[None, i0 : i0 + chunk] if fake_pair_bound is not None
-                         else real_pair_bound[j0 : j0 + chunk, None])
+                bound = (
+                    fake_pair_bound[None, i0 : i0 + chunk]
+                    if fake_pair_bound is not None
+                    else real_pair_bound[j0 : j0 + chunk, None]
+                )
                 block = _pairs_within(d, bound, j0, i0)
                 kept += len(block[0])
                 pairs = None if max_pairs is not None and kept > max_pairs else pairs + [block]

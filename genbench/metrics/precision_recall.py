@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from genbench.metrics.base import INFO_REPLICATES, METRICS, Metric, MetricOptions, register_key
 from genbench.metrics import neighbours
+from genbench.metrics.base import INFO_REPLICATES, METRICS, Metric, MetricOptions, register_key
 from genbench.metrics.bootstrap import iter_resample_indices, resample_counts
 from genbench.metrics.neighbours import (
     as_distance_dtype,
@@ -80,7 +80,11 @@ def prc_compute(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) 
     nearest = nearest_distances(fake, length, chunk)  # ([n1, L], [n1, L])
     real_radius = kth_nearest_distance(real, k, chunk)
     balls = cross_balls(
-        real, fake, real_radius, chunk, fake_radius=nearest[0][:, k],
+        real,
+        fake,
+        real_radius,
+        chunk,
+        fake_radius=nearest[0][:, k],
         fake_pair_bound=nearest[0][:, -1] if options.bootstrap else None,
         max_pairs=neighbours.MAX_PAIRS_PER_SAMPLE * (n1 + len(real)),
     )
@@ -88,15 +92,24 @@ def prc_compute(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) 
     values = {PRECISION.key: float(in_real.mean()), RECALL.key: float(balls.in_fake_balls.double().mean())}
     info: dict = {"prc_k": k}
     if options.bootstrap:
-        precision_b, recall_b = [], []
-        for index in iter_resample_indices(n1, options, fake.device):
-            counts = resample_counts(index, n1)
-            precision_b.append(float(counts.double() @ in_real) / n1)
-            recall_b.append(recall_replicate(real, fake, counts, balls.pairs, nearest, index, k, chunk))
-        info[INFO_REPLICATES] = {PRECISION.key: torch.tensor(precision_b, dtype=torch.float64),
-                                   RECALL.key: torch.tensor(recall_b, dtype=torch.float64)}
+        info[INFO_REPLICATES] = pr_replicates(real, fake, in_real, balls.pairs, nearest, options)
         info["prc_bootstrap_pairs"] = None if balls.pairs is None else len(balls.pairs[0])
     return values, info
+
+
+def pr_replicates(real, fake, in_real, pairs, nearest, options: MetricOptions) -> dict[str, torch.Tensor]:
+    """Precision and recall of each bootstrap resample of the generated set: {key: [B]}."""
+    n1 = len(fake)
+    precision_b, recall_b = [], []
+    for index in iter_resample_indices(n1, options, fake.device):
+        counts = resample_counts(index, n1)
+        # precision: the resample's mean of the fixed "inside the real manifold" flags
+        precision_b.append(float(counts.double() @ in_real) / n1)
+        recall_b.append(recall_replicate(real, fake, counts, pairs, nearest, index, options.prc_k, options.chunk_size))
+    return {
+        PRECISION.key: torch.tensor(precision_b, dtype=torch.float64),
+        RECALL.key: torch.tensor(recall_b, dtype=torch.float64),
+    }
 
 
 for _name, _key in (("precision", PRECISION), ("recall", RECALL)):

@@ -160,8 +160,10 @@ class RealNVP(GenerativeModel):
             progress: Progress | None = None) -> dict[str, float]:
         """Maximum likelihood with Adam; ActNorm is initialised from the first minibatch."""
         init_parameters(self, generator)
-        for norm in self.norms:
+        # ActNorm re-initialises from the first minibatch; couplings start with unit scale bounds
+        for norm, coupling in zip(self.norms, self.couplings):
             norm.initialised.fill_(False)
+            coupling.scale.data.fill_(1.0)
         x = data.x.to(self.device).float()
         self.train()
 

@@ -24,19 +24,21 @@ class MLP(nn.Module):
             raise ValueError(f"MLP depth must be >= 1, got {depth}")
         self.cond_dim = cond_dim
         self.layers = nn.ModuleList([nn.Linear(in_dim, hidden)] + [nn.Linear(hidden, hidden) for _ in range(depth - 1)])
-        self.cond = nn.ModuleList([nn.Linear(cond_dim, hidden) for _ in range(depth)]) if cond_dim else None
+        # one projection of the condition for all layers, split per layer in forward
+        self.cond = nn.Linear(cond_dim, hidden * depth) if cond_dim else None
         self.out = nn.Linear(hidden, out_dim)
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if (cond is None) != (self.cond is None):
             raise ValueError("pass cond exactly when the MLP was built with cond_dim > 0")
+        shifts = self.cond(cond).chunk(len(self.layers), dim=-1) if self.cond is not None else None
         h = None
         for i, layer in enumerate(self.layers):
             # [N, hidden] pre-activation, plus the projected condition
             pre = layer(x if h is None else h)
-            if self.cond is not None:
-                pre = pre + self.cond[i](cond)
+            if shifts is not None:
+                pre = pre + shifts[i]
             h = self.act(pre) if h is None else h + self.act(pre)
         return self.out(h)
 
