@@ -89,6 +89,7 @@ class Trial:
     temp_files: int = 0  # *.tmp files the killed writer left
     rerun_exit: int | None = None
     bit_identical: bool = False  # metrics equal the reference run's bit for bit
+    finished_s: float = 0.0  # work seconds of a run that finished before its kill (0 when killed)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -123,6 +124,7 @@ class LineWatcher:
     def __init__(self, proc: subprocess.Popen):
         self.lines: list[str] = []
         self.started = threading.Event()
+        self.t_start = self.t_last = 0.0  # perf_counter of the first ``run`` line and of the last line
         self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self.thread.start()
 
@@ -130,24 +132,31 @@ class LineWatcher:
         for raw in proc.stderr:
             line = raw.decode(errors="replace").rstrip()
             self.lines.append(line)
-            if line.startswith("run "):
+            self.t_last = time.perf_counter()
+            if line.startswith("run ") and not self.started.is_set():
+                self.t_start = self.t_last
                 self.started.set()
         self.started.set()  # the stream ended (the run finished or died)
+
+    def work_s(self) -> float:
+        """Seconds from the first spec to the last line printed (the leaderboard line of a finished run)."""
+        return max(0.0, self.t_last - self.t_start)
 
 
 def run_to_completion(work: Work, timeout_s: float = 600) -> tuple[int, float, str]:
     """Run the suite once without interruption: (exit code, seconds of work after the first spec began, stderr)."""
     proc = subprocess.Popen(work.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env(), cwd=work.root)
     watch = LineWatcher(proc)
-    watch.started.wait(timeout_s)
-    t0 = time.perf_counter()
     code = proc.wait(timeout_s)
     watch.thread.join(10)
-    return code, time.perf_counter() - t0, "\n".join(watch.lines)
+    return code, watch.work_s(), "\n".join(watch.lines)
 
 
-def kill_after(work: Work, delay_s: float, timeout_s: float = 600) -> tuple[bool, str]:
-    """Start a run, SIGKILL it ``delay_s`` after its first spec began; (whether it was killed, last line)."""
+def kill_after(work: Work, delay_s: float, timeout_s: float = 600) -> tuple[bool, str, float]:
+    """Start a run, SIGKILL it ``delay_s`` after its first spec began.
+
+    Returns (whether it was killed, its last line, its work seconds when it finished before the kill).
+    """
     proc = subprocess.Popen(work.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env(), cwd=work.root)
     watch = LineWatcher(proc)
     watch.started.wait(timeout_s)
@@ -159,7 +168,7 @@ def kill_after(work: Work, delay_s: float, timeout_s: float = 600) -> tuple[bool
         proc.wait(timeout_s)
         killed = True
     watch.thread.join(10)
-    return killed, (watch.lines[-1] if watch.lines else "")
+    return killed, (watch.lines[-1] if watch.lines else ""), (0.0 if killed else watch.work_s())
 
 
 def stored_rows(out: Path) -> list[tuple]:
@@ -265,7 +274,7 @@ def one_trial(index: int, delay_s: float, root: Path, keys: list[str], reference
               in_process_rerun: bool = False) -> Trial:
     work = make_work(root / f"trial{index:02d}")
     trial = Trial(index, delay_s)
-    trial.killed, trial.last_line = kill_after(work, delay_s)
+    trial.killed, trial.last_line, trial.finished_s = kill_after(work, delay_s)
     before = stored_rows(work.out)
     trial.ok_before = sum(r[1] == "ok" for r in before)
     trial.temp_files = len(temp_files(work.cache, work.out))
@@ -298,6 +307,8 @@ def run_trials(trials: int = 10, seed: int = 0, root: Path | None = None, log=pr
     results = []
     for i in range(trials):
         t = one_trial(i, rng.uniform(0.0, window_s), root, keys, reference, in_process_rerun)
+        if not t.killed and t.finished_s > 0:
+            window_s = min(window_s, t.finished_s)  # the machine got faster: draw later kills from the real span
         log(f"trial {i:2d}: kill at +{t.delay_s:5.2f} s ({'killed' if t.killed else 'finished first'}), "
             f"{t.ok_before}/{len(keys)} records ok before, {t.temp_files} temp files left, "
             f"last line {t.last_line[:60]!r}; rerun exit {t.rerun_exit}, metrics {'bit-identical' if t.bit_identical else 'within 1e-9'}: "

@@ -246,10 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     metrics.add_argument("--dim", type=int, default=2048, help="feature dimension (default 2048)")
     metrics.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     metrics.add_argument("--repeats", type=int, default=1, help="runs per measurement; the best is kept")
+    metrics.add_argument("--threads", type=int, default=None, help="CPU threads for torch and numpy (default: all)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(args.threads)  # numpy's BLAS, as used by the reference packages
     table = bench_metrics(args.n, args.dim, args.device, args.repeats)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, best of {args.repeats}")
     if table.attrs.get("skipped"):
         print(f"not installed, skipped: {', '.join(table.attrs['skipped'])}")
     return 0

@@ -45,7 +45,7 @@ def recipes(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "tiny.yaml").write_text((REPO / "reference_models" / "tiny.yaml").read_text())
     (folder / "diffusion-det.yaml").write_text(
-        "family: diffusion\nconfig: {width: 32, depth: 2}\ntrain: {steps: 25, batch_size: 64, lr: 1.0e-3}\n")
+        "family: diffusion\nconfig: {width: 32, depth: 2}\ntrain: {steps: 10, batch_size: 64, lr: 1.0e-3}\n")
     monkeypatch.setattr(rec, "recipes_dir", lambda: folder)
     rec._raw_recipe.cache_clear()
     yield folder

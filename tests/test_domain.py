@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 
 import numpy as np
@@ -42,6 +43,19 @@ def test_brief_training_on_digits_reaches_target(tmp_path):
     test = get_dataset("digits").load("test")
     acc = domain.classifier_accuracy(fe, images_to_uint8(test.x), test.y)
     assert acc == pytest.approx(entry["test_accuracy"], abs=1e-4)
+
+
+def test_training_is_deterministic(tmp_path):
+    a = domain.train_domain_classifier("digits", out_dir=tmp_path / "a", epochs=2, seed=3)
+    b = domain.train_domain_classifier("digits", out_dir=tmp_path / "b", epochs=2, seed=3)
+    assert a["sha256"] == b["sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("GENBENCH_SLOW_TESTS"), reason="full recipe; set GENBENCH_SLOW_TESTS=1")
+def test_retraining_digits_reproduces_the_shipped_file(tmp_path):
+    entry = domain.train_domain_classifier("digits", out_dir=tmp_path)
+    assert entry["sha256"] == domain.read_manifest(domain.shipped_dir())["classifiers"]["digits"]["sha256"]
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))

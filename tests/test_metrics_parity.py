@@ -171,9 +171,12 @@ def test_precision_recall_other_k():
 # ---------------------------------------------------------------- density / coverage
 
 
-@pytest.mark.parametrize("dtype, k", [(torch.float32, 5), (torch.float64, 5), (torch.float64, 3)])
-def test_density_coverage_equal_prdc_on_generic_data(dtype, k):
-    fake, real = features(900, 1000, 64, dtype, seed=11)
+@pytest.mark.parametrize(
+    "n, dim, dtype, k",
+    [(900, 64, torch.float32, 5), (900, 64, torch.float64, 5), (900, 64, torch.float64, 3), (1500, 1024, torch.float32, 5)],
+)
+def test_density_coverage_equal_prdc_on_generic_data(n, dim, dtype, k):
+    fake, real = features(n, n + 100, dim, dtype, seed=11)
     ours = evaluate_features(["density", "coverage"], {"pool": fake}, {"pool": real}, MetricOptions(dc_k=k))
     ref = quiet_prdc(real, fake, k)
     assert ours.info["dc_k"] == k

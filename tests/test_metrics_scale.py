@@ -36,9 +36,9 @@ def block_sizes(monkeypatch):
     sizes: list[tuple[int, int]] = []
     original = neighbours.block_distances
 
-    def recording(a, b):
+    def recording(a, b, upcast=False):
         sizes.append((len(a), len(b)))
-        return original(a, b)
+        return original(a, b, upcast)
 
     monkeypatch.setattr(neighbours, "block_distances", recording)
     return sizes

@@ -136,10 +136,10 @@ def in_world(world, monkeypatch) -> World:
 
 
 def pngs(folder: Path, n: int = 4, sizes: list[tuple[int, int]] | None = None, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
+    rng, sizes = np.random.default_rng(seed), sizes or [(8, 8)]
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        h, w = (sizes or [(8, 8)])[i % len(sizes or [(8, 8)])]
+        h, w = sizes[i % len(sizes)]
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
     return folder
 
@@ -231,6 +231,7 @@ SUITE_CASES = {
                        ["unknown metric 'fdi'", "Did you mean 'fid'"]),
     "unknown_features": (lambda t: suite_file(t, extra="    settings: {features: rawr}\n"), ["Did you mean 'raw'"]),
     "unknown_split": (lambda t: suite_file(t, extra="    settings: {reference_split: tset}\n"), ["no split 'tset'", "train, test"]),
+    "metrics_not_a_list": (lambda t: suite_file(t, extra="    settings: {metrics: fid}\n"), ["'metrics' must be a list"]),
 }
 
 
@@ -256,6 +257,23 @@ def test_run_bad_device_output_or_cache_is_one_line_exit_2(world, tmp_path):
     one_line_error(res, 2, "cannot create cache directory", "--cache DIR")
     world.assert_unchanged()
     assert a_file.read_text() == "not a directory"
+
+
+def test_likelihood_only_suite_and_stale_temp_files(tmp_path):
+    """``metrics: [nll]`` needs no feature metric; temp files older than an hour are swept, young ones kept."""
+    cache = tmp_path / "cache"
+    old, young = cache / "checkpoints" / "x.safetensors.ab12.tmp", cache / "reference" / "y.safetensors.cd34.tmp"
+    for p in (old, young):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"partial")
+    os.utime(old, (os.path.getatime(old) - 7200, os.path.getmtime(old) - 7200))
+    suite = suite_file(tmp_path, extra="    settings: {metrics: [nll]}\n")
+    res = invoke("run", "--suite", suite, "--out", tmp_path / "run", "--cache", cache, "--no-progress", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    (row,) = store_rows(tmp_path / "run")
+    metrics = json.loads(row[3])
+    assert row[1] == "ok" and metrics["nll"] > 0 and "fid" not in metrics
+    assert not old.exists() and young.exists()
 
 
 # ---------------------------------------------------------------------------------------------

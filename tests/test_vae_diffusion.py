@@ -105,6 +105,21 @@ def test_fit_is_determined_by_its_generator(family, toy):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
+def test_dropout_training_is_reproducible_and_leaves_the_global_rng_alone(toy):
+    states = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        model = build_model("diffusion", (2,), POINTS, width=16, depth=2, dropout=0.3)
+        before = torch.get_rng_state()
+        model.fit(toy[1], TrainBudget(steps=10, batch_size=32), torch.Generator().manual_seed(5))
+        assert torch.equal(torch.get_rng_state(), before)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    # dropout is off when sampling: the same noise gives the same samples
+    a, b = (model.sample(SeededNoise.for_run(0, 4), "euler", 3)[0] for _ in range(2))
+    assert torch.equal(a, b)
+
+
 # -- diffusion specifics --------------------------------------------------------------------------
 
 

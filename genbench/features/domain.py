@@ -51,6 +51,7 @@ from genbench.features.base import FEATURES, LOGITS, POOL, FeatureExtractor
 from genbench.features.nets import check_uint8_images, features_in_batches
 
 FORMAT = "genbench-domain-classifier-v1"
+META_KEY = "genbench"  # the safetensors metadata entry holding the file's JSON description
 MANIFEST = "manifest.json"
 PREPROCESSING = (
     "domain-v1: uint8 -> x / 127.5 - 1; RGB averaged to grey for a grey classifier (grey repeated "
@@ -208,7 +209,7 @@ def _net_from_safetensors(blob: bytes, path: Path, dataset: str) -> DomainCNN:
     from safetensors.torch import load as load_safetensors
 
     try:
-        meta = safetensors_metadata(blob)
+        meta = json.loads(safetensors_metadata(blob).get(META_KEY, "{}"))
         state = load_safetensors(blob)
     except Exception as e:  # noqa: BLE001 - any parse failure means "not our file"
         raise UsageError(f"{path} is not a readable safetensors file ({type(e).__name__}); pass a train-features output") from None
@@ -217,7 +218,7 @@ def _net_from_safetensors(blob: bytes, path: Path, dataset: str) -> DomainCNN:
     if meta.get("dataset") != dataset:
         raise UsageError(f"{path} is the domain classifier of {meta.get('dataset')!r}, not {dataset!r}; use --features domain:{meta.get('dataset')}")
     try:
-        net = DomainCNN(Architecture.from_dict({k: v for k, v in json.loads(meta["architecture"]).items() if k != "name"}))
+        net = DomainCNN(Architecture.from_dict({k: v for k, v in meta["architecture"].items() if k != "name"}))
         net.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError, ValueError) as e:
         raise UsageError(f"{path} does not match its recorded architecture ({type(e).__name__}); retrain it with `genbench train-features {dataset}`") from None
@@ -289,7 +290,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "digits": Recipe(epochs=60, batch_size=64, shift=1),
     "mnist5k": Recipe(epochs=30, shift=2),
-    "fashion-mnist": Recipe(epochs=8, batch_size=256, shift=2, hflip=True),
+    "fashion-mnist": Recipe(epochs=10, batch_size=256, shift=0, hflip=True),
 }
 
 
@@ -342,7 +343,10 @@ def train_domain_classifier(
 
 
 def _file_metadata(dataset: str, arch: Architecture) -> dict[str, str]:
-    return {"format": FORMAT, "dataset": dataset, "architecture": json.dumps(arch.to_dict()), "preprocessing": PREPROCESSING}
+    """One metadata entry of canonical JSON: safetensors writes several keys in a random order,
+    and the file's sha256 must not depend on it (a retrained classifier reproduces its hash)."""
+    info = {"format": FORMAT, "dataset": dataset, "architecture": arch.to_dict(), "preprocessing": PREPROCESSING}
+    return {META_KEY: json.dumps(info, sort_keys=True, separators=(",", ":"))}
 
 
 def _update_manifest(directory: Path, dataset: str, entry: dict) -> None:

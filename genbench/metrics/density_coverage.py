@@ -13,6 +13,9 @@ outside it, and when samples repeat at least k+1 times (radius 0) identical inpu
 Here, as in the paper's closed balls and in Kynkäänniemi et al.'s precision/recall, membership
 is ``<=``: identical inputs score coverage 1 and density >= 1.
 
+Distances are computed as prdc computes them through scikit-learn (squared distances in float64,
+rounded to the features' dtype), chunk x chunk blocks at a time.
+
 Bootstrap: the real radii are fixed, so each generated sample's ball count is fixed and a
 resample's density is a weighted mean; for coverage the (real, generated) pairs within the real
 radii are kept from the one pass and a replicate only checks which of them were drawn.
@@ -42,7 +45,8 @@ def density_coverage(fake: torch.Tensor, real: torch.Tensor, options: MetricOpti
 def coverage_replicate(real, fake, real_radius, counts, pairs, index, chunk) -> float:
     """Coverage of one resample, from the kept pairs (or a fresh pass when they overflowed)."""
     if pairs is None:
-        return float(cross_balls(real, fake[index], real_radius, chunk).real_ball_occupied.double().mean())
+        balls = cross_balls(real, fake[index], real_radius, chunk, upcast=True)
+        return float(balls.real_ball_occupied.double().mean())
     j, i, _ = pairs
     # real ball j is covered when some generated sample inside it was drawn
     covered = torch.zeros(len(real), dtype=torch.bool, device=real.device).index_fill_(0, j[counts[i] > 0], True)
@@ -55,7 +59,8 @@ def dc_compute(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -
     fake, real = as_distance_dtype(fake), as_distance_dtype(real)
     check_neighbourhood(len(real), k, "density/coverage")
     n1 = len(fake)
-    real_radius = kth_nearest_distance(real, k, chunk)  # [n2]
+    # distances as prdc computes them (scikit-learn's float64 squared distances)
+    real_radius = kth_nearest_distance(real, k, chunk, upcast=True)  # [n2]
     balls = cross_balls(
         real,
         fake,
@@ -63,6 +68,7 @@ def dc_compute(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -
         chunk,
         real_pair_bound=real_radius if options.bootstrap else None,
         max_pairs=neighbours.MAX_PAIRS_PER_SAMPLE * (n1 + len(real)),
+        upcast=True,
     )
     per_fake = balls.real_balls_per_fake.double()  # [n1] real balls around each generated sample
     values = {

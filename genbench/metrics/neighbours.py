@@ -1,10 +1,11 @@
 """Chunked k-nearest-neighbour machinery for precision/recall and density/coverage.
 
-Distances are computed ``chunk_size`` x ``chunk_size`` blocks at a time (never N x N), with
-``torch.cdist`` in the features' own dtype on their device, on the same block grid torch-fidelity
-0.4.0 uses (``split(chunk)`` of each set; the reference set as cdist's first argument in the
-cross distances), so every distance, and hence every tie, is bit-for-bit the one torch-fidelity
-sees at the default chunk size. What is kept between blocks is O(N * k): running k smallest
+Distances are computed ``chunk_size`` x ``chunk_size`` blocks at a time (never N x N), on the
+features' device. Precision/recall use ``torch.cdist`` in the features' own dtype on the same
+block grid torch-fidelity 0.4.0 uses (``split(chunk)`` of each set; the reference set as cdist's
+first argument in the cross distances), so every distance, and hence every tie, is bit-for-bit
+the one torch-fidelity sees at the default chunk size. Density/coverage compute them as prdc
+does through scikit-learn (float64 squared distances rounded to the features' dtype). What is kept between blocks is O(N * k): running k smallest
 distances, ball counts, and (for the bootstrap) the few (real, fake) pairs near a ball's edge.
 
 Balls follow Kynkäänniemi et al. 2019: the ball of a sample has the distance to its k-th
@@ -24,9 +25,19 @@ from genbench.errors import UsageError
 MAX_PAIRS_PER_SAMPLE = 64
 
 
-def block_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances of one block: a [A, D], b [B, D] -> [A, B]. Every distance goes through here."""
-    return torch.cdist(a, b)
+def block_distances(a: torch.Tensor, b: torch.Tensor, upcast: bool = False) -> torch.Tensor:
+    """Euclidean distances of one block: a [A, D], b [B, D] -> [A, B]. Every distance goes through here.
+
+    Default: ``torch.cdist`` in the features' dtype, as torch-fidelity computes them. ``upcast``:
+    as scikit-learn (and so prdc) computes them, squared distances in float64, rounded to the
+    features' dtype before the square root.
+    """
+    if not upcast:
+        return torch.cdist(a, b)
+    a64, b64 = a.to(torch.float64), b.to(torch.float64)
+    # |a|^2 - 2 a.b + |b|^2, clipped at 0, in scikit-learn's order of operations
+    d2 = (-2 * a64 @ b64.T + (a64 * a64).sum(dim=1)[:, None]) + (b64 * b64).sum(dim=1)[None, :]
+    return d2.clamp_min_(0).to(a.dtype).sqrt_()
 
 
 def as_distance_dtype(x: torch.Tensor) -> torch.Tensor:
@@ -39,7 +50,7 @@ def check_neighbourhood(n: int, k: int, what: str) -> None:
         raise UsageError(f"{what} needs more than k={k} samples per set (got {n}); generate more samples or lower k.")
 
 
-def nearest_distances(x: torch.Tensor, m: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_distances(x: torch.Tensor, m: int, chunk: int, upcast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The m smallest distances of each row of x to all rows of x, itself included, ascending.
 
     x [N, D] -> (distances [N, m], indices [N, m]); blocks of chunk x chunk.
@@ -48,7 +59,7 @@ def nearest_distances(x: torch.Tensor, m: int, chunk: int) -> tuple[torch.Tensor
     for a in x.split(chunk):
         best_d = best_i = None
         for j0 in range(0, len(x), chunk):
-            d = block_distances(a, x[j0 : j0 + chunk])  # [bi, bj]
+            d = block_distances(a, x[j0 : j0 + chunk], upcast)  # [bi, bj]
             top_d, top_i = d.topk(min(m, d.shape[1]), dim=1, largest=False)
             if best_d is not None:
                 # merge the running m smallest with this block's
@@ -61,9 +72,9 @@ def nearest_distances(x: torch.Tensor, m: int, chunk: int) -> tuple[torch.Tensor
     return torch.cat(values), torch.cat(indices)
 
 
-def kth_nearest_distance(x: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+def kth_nearest_distance(x: torch.Tensor, k: int, chunk: int, upcast: bool = False) -> torch.Tensor:
     """Ball radii [N]: distance to the k-th nearest neighbour, the (k+1)-th smallest with self."""
-    return nearest_distances(x, k + 1, chunk)[0][:, k]
+    return nearest_distances(x, k + 1, chunk, upcast)[0][:, k]
 
 
 @dataclass
@@ -85,6 +96,7 @@ def cross_balls(
     fake_pair_bound: torch.Tensor | None = None,
     real_pair_bound: torch.Tensor | None = None,
     max_pairs: int | None = None,
+    upcast: bool = False,
 ) -> CrossBalls:
     """Ball memberships between real [n2, D] and fake [n1, D], chunk x chunk blocks at a time.
 
@@ -101,7 +113,7 @@ def cross_balls(
     kept = 0
     for j0 in range(0, n2, chunk):
         for i0 in range(0, n1, chunk):
-            d = block_distances(real[j0 : j0 + chunk], fake[i0 : i0 + chunk])  # [bj, bi]
+            d = block_distances(real[j0 : j0 + chunk], fake[i0 : i0 + chunk], upcast)  # [bj, bi]
             if real_radius is not None:
                 inside_real = d <= real_radius[j0 : j0 + chunk, None]
                 per_fake[i0 : i0 + chunk] += inside_real.sum(dim=0)

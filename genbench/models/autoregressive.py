@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.data.base import IMAGES, Samples
+from genbench.data.base import IMAGES, Samples, images_to_uint8, uint8_to_images
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.training import init_parameters, train_with_adam
@@ -108,6 +108,11 @@ def discretised_logistic_log_prob(params: torch.Tensor, x: torch.Tensor) -> torc
     return torch.logsumexp(F.log_softmax(logits, dim=1) + log_bin, dim=1)
 
 
+def snap_to_8bit_grid(x: torch.Tensor) -> torch.Tensor:
+    """Values in [-1, 1] -> the nearest of the 256 levels k / 127.5 - 1 (the ``images_to_uint8`` grid)."""
+    return uint8_to_images(images_to_uint8(x)).to(x.dtype)
+
+
 def pick_component(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF draw of a mixture component: logits [B, K], u [B] in [0, 1) -> index [B, 1]."""
     cdf = torch.softmax(logits, dim=1).cumsum(1)
@@ -124,8 +129,7 @@ def draw_coordinate(params: torch.Tensor, u: torch.Tensor, v: torch.Tensor, imag
         return mu + torch.exp(log_scale) * v
     # v ~ U(0, 1): logistic draw, then the nearest 8-bit grid value
     v = v.clamp(1e-6, 1 - 1e-6)
-    x = mu + torch.exp(log_scale.clamp(min=MIN_LOG_SCALE)) * (torch.log(v) - torch.log1p(-v))
-    return torch.round(((x + 1) * 127.5).clamp(0, 255)) / 127.5 - 1
+    return snap_to_8bit_grid(mu + torch.exp(log_scale.clamp(min=MIN_LOG_SCALE)) * (torch.log(v) - torch.log1p(-v)))
 
 
 @MODELS.register("autoregressive", description="MADE (Germain et al. 2015), mixture conditionals; exact likelihood, NFE = D")
@@ -154,7 +158,7 @@ class Autoregressive(GenerativeModel):
         """log p(x) [B] in nats: the density (points) or log P(k) (images)."""
         flat = x.reshape(x.shape[0], -1).to(self.device)
         if self.modality == IMAGES:
-            flat = torch.round(((flat + 1) * 127.5).clamp(0, 255)) / 127.5 - 1
+            flat = snap_to_8bit_grid(flat)
         return self._conditional_log_probs(flat).sum(1)
 
     def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,

@@ -74,11 +74,12 @@ class EDMDiffusion(GenerativeModel):
                  depth: int | None = None, channel_mult: tuple[int, ...] | list[int] = (1, 2), emb_dim: int = 64,
                  sigma_data: float = EDM_SIGMA_DATA, sigma_min: float | None = None, sigma_max: float | None = None,
                  rho: float = 7.0, schedule: str = "karras", p_mean: float = -1.2, p_std: float = 1.2,
-                 dequantize: bool = True, exact_divergence_dims: int = 16, likelihood_tol: float = 1e-5):
+                 dropout: float = 0.0, dequantize: bool = True, exact_divergence_dims: int = 16,
+                 likelihood_tol: float = 1e-5):
         super().__init__(data_shape, modality, num_classes, net=net, width=width, depth=depth,
                          channel_mult=list(channel_mult), emb_dim=emb_dim, sigma_data=sigma_data, sigma_min=sigma_min,
                          sigma_max=sigma_max, rho=rho, schedule=schedule, p_mean=p_mean, p_std=p_std,
-                         dequantize=dequantize, exact_divergence_dims=exact_divergence_dims,
+                         dropout=dropout, dequantize=dequantize, exact_divergence_dims=exact_divergence_dims,
                          likelihood_tol=likelihood_tol)
         check_choice(schedule, sorted(SCHEDULES), "sigma schedule")
         if not sigma_data > 0:
@@ -108,9 +109,10 @@ class EDMDiffusion(GenerativeModel):
         c = self.config
         if self.kind == "mlp":
             d = math.prod(self.data_shape)
-            return TimeConditionedMLP(d, d, hidden=c["width"] or 256, depth=c["depth"] or 4, emb_dim=c["emb_dim"])
+            return TimeConditionedMLP(d, d, hidden=c["width"] or 256, depth=c["depth"] or 4, emb_dim=c["emb_dim"],
+                                      dropout=c["dropout"])
         return UNet(self.data_shape[0], channels=c["width"] or 64, channel_mult=tuple(c["channel_mult"]),
-                    num_res_blocks=c["depth"] or 2, attn_levels=(len(c["channel_mult"]) - 1,))
+                    num_res_blocks=c["depth"] or 2, attn_levels=(len(c["channel_mult"]) - 1,), dropout=c["dropout"])
 
     def _net_output(self, net: nn.Module, x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         """F(c_in x; c_noise) in x's shape (the MLP sees flattened examples)."""
@@ -177,6 +179,7 @@ class EDMDiffusion(GenerativeModel):
         elif steps is None:
             steps = self.default_steps(sampler)
         sigmas = self.sigmas(steps).to(self.device)
+        self.eval()
         x = float(sigmas[0]) * noise.randn(*self.data_shape).to(self.device)
         counted = CountingDenoiser(self.denoise)
         x = SAMPLERS.get(sampler).fn(counted, x, sigmas, noise)
@@ -194,6 +197,7 @@ class EDMDiffusion(GenerativeModel):
         dopri5 with rtol = atol = ``likelihood_tol`` (default 1e-5). Deterministic given ``seed`` and
         the batch (the solver's steps are shared by the batch, so a value can move within the tolerance).
         """
+        self.eval()
         exact = math.prod(self.data_shape) <= self.config["exact_divergence_dims"]
         generator = torch.Generator().manual_seed(seed)
         x = x.to(self.device).float()

@@ -11,7 +11,7 @@ Mordatch, section 3.3). The chain is not differentiated through.
 Sampling: the registered ``langevin`` sampler (unadjusted Langevin, Welling & Teh 2011)
 x <- x + eps grad log p(x) + sqrt(2 eps) z from the same uniform start, with
 grad log p = -grad E / T; steps = Langevin steps (each one gradient evaluation, NFE = steps).
-Run it with the ``langevin_steps`` it was trained with (the default, 60): a short-run EBM's
+Run it with the ``langevin_steps`` it was trained with (the default, 40): a short-run EBM's
 samples are those of its K-step chain, not of a converged one. The density is unnormalised,
 so there is no likelihood.
 """
@@ -33,7 +33,7 @@ from genbench.samplers.base import SAMPLERS, CountingDenoiser, register_sampler,
 from genbench.seeding import SeededNoise
 
 KIND = "langevin"
-DEFAULT_LANGEVIN_STEPS = 60
+DEFAULT_LANGEVIN_STEPS = 40
 
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, step size) -> grad_x log p(x)
 

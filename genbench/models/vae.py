@@ -124,6 +124,7 @@ class VAE(GenerativeModel):
     def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:
         """Decode z ~ N(0, I) (one decoder call: NFE 1), adding decoder noise when configured."""
         check_choice(sampler, self.supported_samplers(), "sampler for the vae family")
+        self.eval()
         z = noise.randn(self.latent_dim).to(self.device)
         x = self.ema_net.decoder(z)
         if self._adds_decoder_noise():
@@ -142,6 +143,7 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """The configured lower bound on log p(x) (ELBO or IWAE) in nats per example; noise from ``seed``."""
+        self.eval()
         x = x.to(self.device).float().reshape(x.shape[0], -1)
         generator = torch.Generator().manual_seed(seed)
         eps = torch.randn(self.config["likelihood_samples"], x.shape[0], self.latent_dim, generator=generator).to(x.device)

@@ -1,7 +1,7 @@
 """Multilayer perceptrons for points and flattened small images.
 
-``MLP``: ``depth`` hidden layers of width ``hidden`` with SiLU; hidden-to-hidden layers are
-residual; an optional conditioning vector (``cond_dim`` > 0) is projected and added to every
+``MLP``: ``depth`` hidden layers of width ``hidden`` with SiLU (and optional dropout after
+each activation); hidden-to-hidden layers are residual; an optional conditioning vector (``cond_dim`` > 0) is projected and added to every
 hidden layer's pre-activation (additive conditioning, as the time embedding of DDPM's blocks).
 ``TimeConditionedMLP``: an ``MLP`` conditioned on a scalar per example (diffusion noise level,
 flow time) through ``SinusoidalEmbedding``.
@@ -18,7 +18,8 @@ from genbench.models.nets.embeddings import SinusoidalEmbedding, broadcast_rows
 class MLP(nn.Module):
     """x [N, in_dim] (+ cond [N, cond_dim]) -> [N, out_dim]."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, depth: int = 3, cond_dim: int = 0):
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, depth: int = 3, cond_dim: int = 0,
+                 dropout: float = 0.0):
         super().__init__()
         if depth < 1:
             raise ValueError(f"MLP depth must be >= 1, got {depth}")
@@ -28,6 +29,7 @@ class MLP(nn.Module):
         self.cond = nn.Linear(cond_dim, hidden * depth) if cond_dim else None
         self.out = nn.Linear(hidden, out_dim)
         self.act = nn.SiLU()
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if (cond is None) != (self.cond is None):
@@ -39,7 +41,8 @@ class MLP(nn.Module):
             pre = layer(x if h is None else h)
             if shifts is not None:
                 pre = pre + shifts[i]
-            h = self.act(pre) if h is None else h + self.act(pre)
+            act = self.dropout(self.act(pre))
+            h = act if h is None else h + act
         return self.out(h)
 
 
@@ -47,10 +50,10 @@ class TimeConditionedMLP(nn.Module):
     """x [N, in_dim], t [N] (or scalar) -> [N, out_dim], t embedded sinusoidally (scaled by ``t_scale``)."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, depth: int = 3, emb_dim: int = 64,
-                 t_scale: float = 1000.0):
+                 t_scale: float = 1000.0, dropout: float = 0.0):
         super().__init__()
         self.embed = SinusoidalEmbedding(emb_dim, scale=t_scale)
-        self.mlp = MLP(in_dim, out_dim, hidden, depth, cond_dim=emb_dim)
+        self.mlp = MLP(in_dim, out_dim, hidden, depth, cond_dim=emb_dim, dropout=dropout)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         t = broadcast_rows(t, x.shape[0], x.device)

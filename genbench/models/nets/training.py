@@ -2,12 +2,15 @@
 
 Everything random in training (initial weights, minibatch order, noise) is drawn on the CPU
 from the one ``torch.Generator`` handed to ``fit``, so a recipe and a seed give the same
-weights whatever the global RNG state; tensors are then moved to the model's device.
+weights whatever the global RNG state; tensors are then moved to the model's device. Layers
+that use the global RNG (dropout) run inside ``train_with_adam`` under a forked global RNG
+seeded from that generator, so they are reproducible too and the caller's RNG is untouched.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import torch
@@ -82,6 +85,16 @@ def dequantise_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return (u + noise) / 128.0 - 1.0
 
 
+@contextmanager
+def global_rng_from(generator: torch.Generator, device: torch.device):
+    """Run a block with torch's global RNG (CPU, and ``device`` if CUDA) forked and seeded from ``generator``."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 def train_with_adam(net: nn.Module, loss_fn: LossFn, x: torch.Tensor, budget: TrainBudget, generator: torch.Generator,
                     progress: Progress | None = None, ema_net: nn.Module | None = None,
                     grad_clip: float | None = None) -> dict[str, float]:
@@ -91,6 +104,19 @@ def train_with_adam(net: nn.Module, loss_fn: LossFn, x: torch.Tensor, budget: Tr
     Without ``budget.ema`` the EMA net receives a copy of the final weights, so sampling code can
     always read ``ema_net``. Returns {"loss": mean of the last 10% of steps, "loss_first": first step}.
     """
+    net.train()
+    with global_rng_from(generator, x.device):
+        losses = _adam_steps(net, loss_fn, x, budget, generator, progress, ema_net, grad_clip)
+    net.eval()
+    if ema_net is not None and not budget.ema:
+        ema_net.load_state_dict(net.state_dict())
+    curve = torch.stack(losses).float().cpu() if losses else torch.full((1,), float("nan"))
+    tail = curve[-max(1, len(curve) // 10):]
+    return {"loss": float(tail.mean()), "loss_first": float(curve[0]), "steps": float(budget.steps)}
+
+
+def _adam_steps(net: nn.Module, loss_fn: LossFn, x: torch.Tensor, budget: TrainBudget, generator: torch.Generator,
+                progress: Progress | None, ema_net: nn.Module | None, grad_clip: float | None) -> list[torch.Tensor]:
     opt = adam(list(net.parameters()), budget.lr)
     batches = minibatch_indices(len(x), budget.batch_size, generator)
     losses: list[torch.Tensor] = []
@@ -109,11 +135,7 @@ def train_with_adam(net: nn.Module, loss_fn: LossFn, x: torch.Tensor, budget: Tr
             _check_finite(losses[-1], step, budget.lr)
         if progress:
             progress(step + 1, budget.steps)
-    if ema_net is not None and not budget.ema:
-        ema_net.load_state_dict(net.state_dict())
-    curve = torch.stack(losses).float().cpu() if losses else torch.full((1,), float("nan"))
-    tail = curve[-max(1, len(curve) // 10):]
-    return {"loss": float(tail.mean()), "loss_first": float(curve[0]), "steps": float(budget.steps)}
+    return losses
 
 
 def _check_finite(loss: torch.Tensor, step: int, lr: float) -> None:
