@@ -115,6 +115,7 @@ def eval_cmd(
     n: Optional[int] = typer.Option(None, "--n", help="Use at most N samples of each input (seeded subset)."),
     seed: int = typer.Option(2020, "--seed", help="Seed of the subsets and of KID/IS/bootstrap."),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for 95% confidence intervals (0: none)."),
+    kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="KID subset size (min(n1, n2, this) is used and reported)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     batch_size: int = typer.Option(256, "--batch-size", help="Feature-extraction batch size."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Directory holding dataset files."),
@@ -130,7 +131,7 @@ def eval_cmd(
         for m in names:
             METRICS.get(m)
     result = evaluate(input1, input2, features=features, weights=weights, metrics=names, n=n, seed=seed, device=device,
-                      batch_size=batch_size, bootstrap=bootstrap, data_root=data_root)
+                      batch_size=batch_size, bootstrap=bootstrap, kid_subset_size=kid_subset_size, data_root=data_root)
     if as_json:
         typer.echo(json.dumps(result, sort_keys=True, default=float))
         return

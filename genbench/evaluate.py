@@ -79,7 +79,7 @@ def load_featureset(ref: str, n: int | None, seed: int, extractor_name: str, ext
 
 def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Path | None = None,
              metrics: list[str] | None = None, n: int | None = None, seed: int = 2020, device: str = "auto",
-             batch_size: int = 256, bootstrap: int = 0, data_root: str | Path | None = None) -> dict[str, Any]:
+             batch_size: int = 256, bootstrap: int = 0, kid_subset_size: int = 1000, data_root: str | Path | None = None) -> dict[str, Any]:
     """Metrics of ``input1`` (generated) against ``input2`` (reference) as a flat dict."""
     from genbench.data.files import load_input
     from genbench.features.base import build_features
@@ -99,7 +99,9 @@ def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Pa
     f2 = load_featureset(input2, n, seed + 1, fname, extractor, batch_size, root, s2)
     check_dims(f1, f2)
     names = metrics or default_metrics(set(f1.features))
-    options = MetricOptions(bootstrap=bootstrap, device=dev)
+    if kid_subset_size < 2:
+        raise UsageError(f"--kid-subset-size {kid_subset_size} is too small; use at least 2 (default 1000)")
+    options = MetricOptions(bootstrap=bootstrap, device=dev, kid_subset_size=kid_subset_size)
     res = evaluate_features(names, f1.features, f2.features or None, options, real_stats=f2.stats)
     out: dict[str, Any] = dict(res.values)
     out.update({"n1": f1.n, "n2": f2.n, "features": fname, **extractor.identity()})

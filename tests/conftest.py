@@ -23,6 +23,17 @@ def _reset_cache_override():
     cache.set_cache_dir(None)
 
 
+@pytest.fixture(scope="session")
+def inception_weights(tmp_path_factory):
+    """One random (non-degenerate) InceptionV3 state dict in torch-fidelity's format per session."""
+    from genbench.features.inception import make_random_inception_weights
+
+    path = tmp_path_factory.getbasetemp() / "inception-random-seed0.pth"
+    if not path.exists():
+        make_random_inception_weights(path, seed=0)
+    return path
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

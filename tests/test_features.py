@@ -21,15 +21,6 @@ from genbench.features.base import FEATURES, LOGITS, POOL, build_features
 from genbench.features.nets import WeightsFile, locate_weights
 
 
-@pytest.fixture(scope="session")
-def inception_weights(tmp_path_factory):
-    """One random InceptionV3 state dict per test session (shared by file name across modules)."""
-    path = tmp_path_factory.getbasetemp() / "inception-random-seed0.pth"
-    if not path.exists():
-        inc.make_random_inception_weights(path, seed=0)
-    return path
-
-
 @pytest.fixture(scope="module")
 def inception_fe(inception_weights):
     return build_features("inception", weights=inception_weights)

@@ -23,14 +23,6 @@ from genbench.features.inception import make_random_inception_weights
 N_PER_FOLDER = 8
 
 
-@pytest.fixture(scope="session")
-def inception_weights(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "inception-random-seed0.pth"
-    if not path.exists():
-        make_random_inception_weights(path, seed=0)
-    return path
-
-
 def smooth_rgb(n: int, g: torch.Generator) -> torch.Tensor:
     """Smooth colour fields: [n, 3, 32, 32] uint8."""
     low = torch.rand(n, 3, 4, 4, generator=g) * 255
