@@ -7,6 +7,7 @@ Each stage is one small function: ``train_or_load`` (recipe -> model), ``draw_sa
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -98,8 +99,9 @@ def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict
         try:
             model = load_checkpoint(stem, expect_family=spec.family, map_location=ctx.device)
             meta = read_checkpoint_meta(stem)
-            return model.eval(), {**meta.get("train_report", {}), "train_s": 0.0, "cached": True,
-                                  "trained_s": meta.get("train_s")}
+            # train_s is what training this checkpoint cost, whether it was trained now or earlier
+            return model.eval(), {**meta.get("train_report", {}), "train_s": float(meta.get("train_s") or 0.0),
+                                  "cached": True}
         except UsageError as e:  # a damaged cache entry is retrained and replaced, like reference features
             if ctx.reporter:
                 ctx.reporter.log(f"note: cached checkpoint unusable ({e}); retraining it")
@@ -151,24 +153,40 @@ def samples_to_features(x: torch.Tensor, modality: str, extractor, ctx: RunConte
 
 @torch.no_grad()
 def likelihood_metrics(model: GenerativeModel, spec: RunSpec, ctx: RunContext, wanted: list[str]) -> tuple[dict[str, float], dict]:
-    """bits/dim (images: 8-bit, uniform dequantisation) or NLL in nats (points) on the reference split."""
+    """bits/dim (images: 8-bit, uniform dequantisation) or NLL in nats (points) on the reference split.
+
+    A property of the checkpoint, not of the sampler: computed once per (checkpoint, split, n) and cached.
+    """
     if model.likelihood_kind is None or not wanted:
         return {}, {}
+    n = min(spec.n_reference, 2000)
+    path = cache.subdir("likelihood") / f"{cache.content_key([checkpoint_stem(spec).name, spec.reference_split, n])}.json"
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            return saved["values"], saved["info"]
+        except (json.JSONDecodeError, KeyError, OSError):
+            pass  # a damaged entry is recomputed and rewritten
+    values, info = compute_likelihood(model, spec, ctx, n)
+    cache.atomic_write_bytes(path, json.dumps({"values": values, "info": info}).encode())
+    return values, info
+
+
+def compute_likelihood(model: GenerativeModel, spec: RunSpec, ctx: RunContext, n: int) -> tuple[dict[str, float], dict]:
     from genbench.metrics.likelihood import bits_per_dim, dequantise
 
     ds = DATASETS.get(spec.dataset)
-    data = ctx.data(spec.dataset, spec.reference_split).take(min(spec.n_reference, 2000))
+    data = ctx.data(spec.dataset, spec.reference_split).take(n)
     gen = torch.Generator().manual_seed(spec.seed)
     x = dequantise(data.x, gen) if ds.modality == IMAGES else data.x
     ll = torch.cat([model.log_likelihood(b.to(ctx.device)).double().cpu() for b in x.split(ctx.batch_size)])
     info = {"likelihood_kind": model.likelihood_kind, "likelihood_n": int(len(ll))}
     if ds.modality == IMAGES:
         return {"bpd": bits_per_dim(ll, math.prod(ds.shape), discrete=getattr(model, "discrete_likelihood", False))}, info
-    out = {"nll": float(-ll.mean())}
     true_lp = ds.log_prob(data.x)
     if true_lp is not None:
         info["nll_true_density"] = float(-true_lp.double().mean())
-    return out, info
+    return {"nll": float(-ll.mean())}, info
 
 
 def feature_metrics_for(spec: RunSpec, feature_keys: set[str]) -> list[str]:

@@ -113,7 +113,12 @@ def render_markdown(records: list[Record], suite_name: str, primary: str, descri
             if any("bpd" in r.metrics for r in ok):
                 parts += [f"Likelihood: {CONVENTION}.", ""]
             if any("nll" in r.metrics for r in ok):
-                parts += ["`nll`: negative log-likelihood in nats per point (exact, ELBO or ODE, as the family provides).", ""]
+                parts += ["`nll`: negative log-likelihood in nats per point (exact, ELBO or ODE, as the family provides)."]
+                true = sorted({r.info["nll_true_density"] for r in ok if "nll_true_density" in r.info})
+                if true:
+                    parts += [f"The reference points' NLL under the true density is {', '.join(fmt(t) for t in true)} nats "
+                              "(a model cannot beat it in expectation)."]
+                parts.append("")
         for r in by_ds[ds]:
             if r.status != OK:
                 parts.append(f"- {r.status}: {r.spec.label()}: {r.error}")
