@@ -34,12 +34,13 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Name -> object map with duplicate checks and "did you mean" errors."""
 
-    def __init__(self, kind: str, base: type | None = None, package: str | None = None):
+    def __init__(self, kind: str, base: type | None = None, package: str | tuple[str, ...] | None = None):
         self.kind = kind
         self.base = base
-        self.package = package  # imported lazily on first lookup so registration runs
+        # packages imported lazily on first lookup so that their modules' registrations run
+        self.packages = (package,) if isinstance(package, str) else tuple(package or ())
         self._entries: dict[str, Entry[T]] = {}
-        self._loaded = package is None
+        self._loaded = not self.packages
 
     def register(self, name: str, obj: T | None = None, *, description: str | None = None) -> Any:
         """Register ``obj`` under ``name``; without ``obj`` returns a decorator."""
@@ -58,7 +59,8 @@ class Registry(Generic[T]):
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True
-            import_submodules(self.package)  # type: ignore[arg-type]
+            for package in self.packages:
+                import_submodules(package)
 
     def get(self, name: str) -> T:
         return self.entry(name).obj

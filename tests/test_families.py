@@ -15,7 +15,10 @@ import pytest
 import torch
 
 from genbench.data.base import get_dataset
-from genbench.models.autoregressive import discretised_logistic_log_prob, gaussian_mixture_log_prob
+from genbench.models.autoregressive import (
+    discretised_logistic_log_prob,
+    gaussian_mixture_log_prob,
+)
 from genbench.models.base import TrainBudget, build_model
 from genbench.models.consistency import sample_consistency
 from genbench.models.ebm import sample_langevin
@@ -166,6 +169,15 @@ def test_ebm_nfe_counts_gradient_evaluations(steps):
     _, nfe = model.sample(SeededNoise.for_run(0, 3), "langevin", steps)
     assert nfe == steps
     assert SAMPLERS.get("langevin").kind == "langevin" and model.supported_samplers() == ["langevin"]
+
+
+def test_ebm_negatives_restart_from_the_replay_buffer_with_probability_replay():
+    model = build_model("ebm", (2,), "points", hidden=8, depth=1, langevin_steps=1, step_size=1e-8, replay=0.9)
+    buffer = torch.full((10, 2), 7.0)  # far outside the uniform start on [-3, 3]^2
+    negatives = model._negatives(400, buffer, torch.Generator().manual_seed(0))
+    from_buffer = float(((negatives - 7.0).abs() < 1e-2).all(1).float().mean())
+    assert 0.85 < from_buffer < 0.95
+    assert negatives[((negatives - 7.0).abs() >= 1e-2).any(1)].abs().max() <= 3.0 + 1e-3
 
 
 # -- gan -------------------------------------------------------------------------------------------

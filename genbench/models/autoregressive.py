@@ -18,6 +18,7 @@ Sampling is sequential: D network passes (NFE = D), each fixing one more coordin
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -58,7 +59,7 @@ def made_masks(d: int, hidden: int, depth: int, n_params: int) -> list[torch.Ten
     """Masks [out, in] of every layer; the output holds n_params values per dimension (param-major)."""
     degrees = made_degrees(d, hidden, depth)
     # hidden unit k sees input/unit j when m_k >= m_j
-    masks = [(m_out[:, None] >= m_in[None, :]) for m_in, m_out in zip(degrees[:-1], degrees[1:])]
+    masks = [(m_out[:, None] >= m_in[None, :]) for m_in, m_out in itertools.pairwise(degrees)]
     # output for dimension i sees hidden unit j when i > m_j
     out_degrees = torch.arange(1, d + 1).repeat(n_params)
     masks.append(out_degrees[:, None] > degrees[-1][None, :])

@@ -88,7 +88,12 @@ class GenerativeModel(nn.Module, ABC):
         """Draw ``len(noise)`` samples (data space) and the NFE per sample, counted by wrapping the net."""
 
     def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood (or its bound) in nats per example, for data scaled like the training data."""
+        """Log-likelihood (or its bound) in nats per example at ``x`` on the data scale.
+
+        Images arrive already uniformly dequantised, (u + U[0, 1)) / 128 - 1, by the caller
+        (``genbench.metrics.likelihood.dequantise``); a continuous family evaluates its density
+        there, a discrete one its probability of the bin that holds x.
+        """
         raise NotImplementedError(f"{self.family} has no likelihood")
 
     @property

@@ -27,15 +27,24 @@ import itertools
 import math
 
 import torch
-from torch import nn
 
 from genbench.data.base import IMAGES, Samples
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.mlp import TimeConditionedMLP
-from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
+from genbench.models.nets.training import (
+    dequantise_images,
+    init_parameters,
+    train_with_adam,
+)
 from genbench.registry import check_choice
-from genbench.samplers.base import SAMPLERS, CountingDenoiser, Denoiser, register_sampler, samplers_of_kind
+from genbench.samplers.base import (
+    SAMPLERS,
+    CountingDenoiser,
+    Denoiser,
+    register_sampler,
+    samplers_of_kind,
+)
 from genbench.samplers.schedules import karras_sigmas
 from genbench.seeding import SeededNoise
 

@@ -11,7 +11,10 @@ Scale: EDM's constants are for data with sigma_data = 0.5. For another ``sigma_d
 range scales with it: the defaults become sigma_min = 0.002 k, sigma_max = 80 k and the training
 P_mean shifts by ln k, with k = sigma_data / 0.5 (so the model sees the same signal-to-noise
 ratios). Set ``sigma_data`` near the data's per-dimension std (0.5 suits images in [-1, 1]; about
-1.4 suits toy2d:8gaussians). Sampling uses ``schedule`` (default ``karras``, rho = 7) from
+1.4 suits toy2d:8gaussians). sigma_max only has to drown the data: the mismatch between the
+noised data and the N(0, sigma_max^2 I) prior grows with the dimension, so 2-D data does well
+with sigma_max near 15 times its std (20 for toy2d:8gaussians, better at few steps than 224).
+Sampling uses ``schedule`` (default ``karras``, rho = 7) from
 sigma_max to sigma_min, then 0, and the EMA weights. Likelihood: the probability-flow ODE
 (``genbench.samplers.ode.pf_ode_log_likelihood``), nats per example of the data as given.
 
@@ -65,7 +68,8 @@ def _rows(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (x.ndim - 1)))
 
 
-@MODELS.register("diffusion", description="EDM-preconditioned denoiser (Karras et al. 2022); every diffusion sampler; ODE likelihood")
+@MODELS.register(
+    "diffusion", description="EDM-preconditioned denoiser (Karras et al. 2022), all diffusion samplers, ODE likelihood")
 class EDMDiffusion(GenerativeModel):
     family = "diffusion"
     likelihood_kind = "ode"
@@ -196,6 +200,8 @@ class EDMDiffusion(GenerativeModel):
         Hutchinson's estimator with Rademacher probes drawn from a generator seeded with ``seed``;
         dopri5 with rtol = atol = ``likelihood_tol`` (default 1e-5). Deterministic given ``seed`` and
         the batch (the solver's steps are shared by the batch, so a value can move within the tolerance).
+        The mean is heavy-tailed for small models: an example whose ODE path leaves the region the
+        net was trained on can drift far from the origin and score thousands of nats below the rest.
         """
         self.eval()
         exact = math.prod(self.data_shape) <= self.config["exact_divergence_dims"]

@@ -19,7 +19,7 @@ so there is no likelihood.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -29,7 +29,12 @@ from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.mlp import MLP
 from genbench.models.nets.training import init_parameters, train_with_adam
 from genbench.registry import check_choice
-from genbench.samplers.base import SAMPLERS, CountingDenoiser, register_sampler, samplers_of_kind
+from genbench.samplers.base import (
+    SAMPLERS,
+    CountingDenoiser,
+    register_sampler,
+    samplers_of_kind,
+)
 from genbench.seeding import SeededNoise
 
 KIND = "langevin"

@@ -24,13 +24,16 @@ from genbench.data.base import IMAGES, Samples
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.mlp import MLP
-from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
+from genbench.models.nets.training import (
+    dequantise_images,
+    init_parameters,
+    train_with_adam,
+)
 from genbench.registry import check_choice
 from genbench.samplers.base import CountingDenoiser
 from genbench.seeding import SeededNoise
 
 LOG_2PI = math.log(2 * math.pi)
-DEQUANT_SEED = 0  # seed of the dequantisation noise used by ``log_likelihood`` on images
 
 
 class ActNorm(nn.Module):
@@ -148,12 +151,18 @@ class RealNVP(GenerativeModel):
         # standard normal base: -0.5 (|z|^2 + D log 2 pi)
         return -0.5 * (z.pow(2).sum(1) + z.shape[1] * LOG_2PI) + logdet
 
-    def _log_prob_on_data_scale(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """log-density [B] of (dequantised, for images) data x [B, *data_shape] on the [-1, 1] scale."""
+    def _log_prob_on_data_scale(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """log-density [B] of data x [B, *data_shape] on the [-1, 1] scale.
+
+        With a generator, 8-bit images are uniformly dequantised first (training); without one,
+        x is taken as already dequantised (``log_likelihood``: the caller dequantises).
+        """
         flat = x.reshape(x.shape[0], -1).to(self.device)
         if self.modality != IMAGES:
             return self._flat_log_prob(flat)
-        s, logdet = logit_with_logdet(dequantise_images(flat, generator), self.config["logit_alpha"])
+        if generator is not None:
+            flat = dequantise_images(flat, generator)
+        s, logdet = logit_with_logdet(flat, self.config["logit_alpha"])
         return self._flat_log_prob(s) + logdet
 
     def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,
@@ -176,8 +185,9 @@ class RealNVP(GenerativeModel):
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log-density in nats per example (images: of the data dequantised with seed 0)."""
-        return self._log_prob_on_data_scale(x, torch.Generator().manual_seed(DEQUANT_SEED))
+        """Exact log-density in nats per example at x as given (images: already dequantised by the caller,
+        ``genbench.metrics.likelihood.dequantise``, as for every continuous family)."""
+        return self._log_prob_on_data_scale(x, None)
 
     @torch.no_grad()
     def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:

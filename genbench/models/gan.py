@@ -24,7 +24,12 @@ from genbench.data.base import IMAGES, Samples
 from genbench.errors import RunFailure, UsageError
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.mlp import MLP
-from genbench.models.nets.training import ema_decay_at, init_parameters, minibatch_indices, update_ema
+from genbench.models.nets.training import (
+    ema_decay_at,
+    init_parameters,
+    minibatch_indices,
+    update_ema,
+)
 from genbench.registry import check_choice
 from genbench.samplers.base import CountingDenoiser
 from genbench.seeding import SeededNoise

@@ -1,8 +1,8 @@
 """``vae``: variational autoencoder with a Gaussian decoder (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
 
 p(z) = N(0, I); encoder q(z | x) = N(mu(x), diag sigma(x)^2) (MLP on the flattened example);
-decoder p(x | z) = N(m(z), diag s^2) with m an MLP and log s a learned per-dimension vector,
-floored at ``min_log_sigma``. Training maximises the ELBO with the reparameterisation trick;
+decoder p(x | z) = N(m(z), diag s^2) with m an MLP and log s a learned vector, one scale per data
+dimension, floored at ``min_log_sigma``. Training maximises the ELBO with the reparameterisation trick;
 image data are uniformly dequantised first (``dequantize``), the same way the bits/dim metric
 evaluates them, so the continuous density is not rewarded for collapsing onto the pixel grid.
 
@@ -93,13 +93,18 @@ class VAE(GenerativeModel):
         x = data.x.to(self.device).float()
 
         def loss(batch: torch.Tensor) -> torch.Tensor:
-            if self.modality == IMAGES and self.config["dequantize"]:
-                batch = dequantise_images(batch, generator)
+            batch = self._prepare(batch, generator)
             eps = torch.randn(batch.shape[0], self.latent_dim, generator=generator).to(batch.device)
-            return -self.elbo(batch.reshape(batch.shape[0], -1), eps.unsqueeze(0), self.net).mean()
+            return -self.elbo(batch, eps.unsqueeze(0), self.net).mean()
 
         report = train_with_adam(self.net, loss, x, budget, generator, progress, self.ema_net)
         return {**report, "neg_elbo": report["loss"]}
+
+    def _prepare(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """[N, *data_shape] -> [N, D], images uniformly dequantised when configured."""
+        if self.modality == IMAGES and self.config["dequantize"]:
+            x = dequantise_images(x, generator)
+        return x.reshape(x.shape[0], -1)
 
     def elbo(self, x: torch.Tensor, eps: torch.Tensor, net: VAENet) -> torch.Tensor:
         """ELBO per example, x [N, D], eps [K, N, Z] reparameterisation noise: mean over K of log p(x|z) minus KL."""

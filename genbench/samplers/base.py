@@ -34,7 +34,8 @@ class Sampler:
     description: str
 
 
-SAMPLERS: Registry[Sampler] = Registry("sampler", package="genbench.samplers")
+# model families may register samplers of their own kind (consistency, langevin) in their modules
+SAMPLERS: Registry[Sampler] = Registry("sampler", package=("genbench.samplers", "genbench.models"))
 
 
 def register_sampler(name: str, kind: str = "diffusion", stochastic: bool = False, description: str = ""):

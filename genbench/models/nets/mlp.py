@@ -1,8 +1,9 @@
 """Multilayer perceptrons for points and flattened small images.
 
 ``MLP``: ``depth`` hidden layers of width ``hidden`` with SiLU (and optional dropout after
-each activation); hidden-to-hidden layers are residual; an optional conditioning vector (``cond_dim`` > 0) is projected and added to every
-hidden layer's pre-activation (additive conditioning, as the time embedding of DDPM's blocks).
+each activation); hidden-to-hidden layers are residual; an optional conditioning vector
+(``cond_dim`` > 0) is projected and added to every hidden layer's pre-activation (additive
+conditioning, as the time embedding of DDPM's blocks).
 ``TimeConditionedMLP``: an ``MLP`` conditioned on a scalar per example (diffusion noise level,
 flow time) through ``SinusoidalEmbedding``.
 """

@@ -9,7 +9,7 @@ by concatenation, and zero-initialised output convolutions so every block starts
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
