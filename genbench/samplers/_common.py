@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from genbench.samplers.base import Denoiser
+from genbench.seeding import SeededNoise
 
 
 def sigma_rows(sigma: float, x: torch.Tensor) -> torch.Tensor:
@@ -40,3 +41,10 @@ def as_floats(sigmas: torch.Tensor) -> list[float]:
     if sigmas.ndim != 1 or len(sigmas) < 2:
         raise ValueError("sigmas must be a 1-D tensor of at least two noise levels ending in 0")
     return [float(s) for s in sigmas]
+
+
+def require_noise(noise: SeededNoise | None, name: str) -> SeededNoise:
+    """A stochastic sampler's per-sample noise, or a clear error when it is missing."""
+    if noise is None:
+        raise ValueError(f"the {name} sampler is stochastic: pass a SeededNoise with one generator per sample")
+    return noise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 
@@ -23,7 +24,7 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, n
     """
     s = as_floats(sigmas)
     old_denoised, h_last = None, None
-    for sigma, sigma_next in zip(s[:-1], s[1:]):
+    for sigma, sigma_next in pairwise(s):
         denoised = denoise(denoiser, x, sigma)
         if sigma_next == 0:
             return denoised

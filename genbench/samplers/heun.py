@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 
-from genbench.samplers._common import as_floats, denoise, pf_ode_slope
+from genbench.samplers._common import as_floats, denoise, pf_ode_slope, require_noise
 from genbench.samplers.base import Denoiser, register_sampler
-from genbench.samplers.euler import _require_noise
 from genbench.seeding import SeededNoise
 
 
@@ -31,7 +31,7 @@ def sample_heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise
     ``noise`` is unused.
     """
     s = as_floats(sigmas)
-    for sigma, sigma_next in zip(s[:-1], s[1:]):
+    for sigma, sigma_next in pairwise(s):
         x = heun_step(denoiser, x, sigma, sigma_next)
     return x
 
@@ -48,10 +48,10 @@ def sample_edm_stochastic(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Ten
     last step), so NFE = 2 * steps - 1. Defaults are EDM's ImageNet-64 settings (Table 5), whose
     s_tmin / s_tmax are absolute noise levels for data with sigma_data = 0.5.
     """
-    noise = _require_noise(noise, "edm_stochastic")
+    noise = require_noise(noise, "edm_stochastic")
     s = as_floats(sigmas)
     steps = len(s) - 1
-    for sigma, sigma_next in zip(s[:-1], s[1:]):
+    for sigma, sigma_next in pairwise(s):
         gamma = min(s_churn / steps, math.sqrt(2.0) - 1.0) if s_tmin <= sigma <= s_tmax else 0.0
         sigma_hat = sigma * (1.0 + gamma)
         if gamma > 0:

@@ -28,10 +28,10 @@ def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise:
 
     Only the ends of ``sigmas`` matter: the ODE is solved from sigmas[0] down to the last positive
     sigma with rtol = atol = 1e-4, then, when the schedule ends in 0, one Euler step to 0
-    (x = D(x; sigma_last)); a schedule with one positive sigma is thus a single Euler step. The number of steps is chosen by the solver, so the NFE (counted by
-    the wrapper, about 6 per accepted step plus 2 to pick the first step and 1 final) varies;
-    the step sizes are shared by the whole batch, so a sample can differ, within the tolerance,
-    with the batch it is drawn in. ``noise`` is unused.
+    (x = D(x; sigma_last)); a schedule with one positive sigma is thus a single Euler step. The
+    solver chooses the steps, so the NFE (counted by the wrapper: about 6 per accepted step, 2 to
+    pick the first step and 1 final) varies; the step sizes are shared by the whole batch, so a
+    sample can differ, within the tolerance, with the batch it is drawn in. ``noise`` is unused.
     """
     from torchdiffeq import odeint
 
@@ -41,7 +41,11 @@ def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise:
     if sigma_end < sigma_start:
         # u = log sigma runs from log sigma_start down to log sigma_end
         u = torch.tensor([math.log(sigma_start), math.log(sigma_end)], dtype=x.dtype, device=x.device)
-        slope = lambda u_t, x_t: x_t - denoiser(x_t, sigma_rows(math.exp(float(u_t)), x_t))  # noqa: E731
+
+        def slope(u_t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+            # dx/du = x - D(x; e^u)
+            return x_t - denoiser(x_t, sigma_rows(math.exp(float(u_t)), x_t))
+
         x = odeint(slope, x, u, rtol=rtol, atol=atol, method="dopri5")[-1]
     if s[-1] == 0:
         x = denoise(denoiser, x, sigma_end)

@@ -55,7 +55,8 @@ def _check(steps: int, sigma_min: float, sigma_max: float) -> None:
     if int(steps) != steps or steps < 1:
         raise UsageError(f"the number of sampling steps must be a positive integer, got {steps!r}; pass --steps 1 or more")
     if not 0 < sigma_min < sigma_max:
-        raise UsageError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}; fix the model's noise range")
+        raise UsageError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}; "
+                         "fix the model's noise range")
 
 
 def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
