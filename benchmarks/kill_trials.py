@@ -15,9 +15,15 @@ reads what the killed process left, reruns the same command to completion and ch
 * every cache entry loads (safetensors files parse, checkpoints load as models, JSON parses);
   temp files left by the killed writer (``*.tmp``) are counted, never read as entries.
 
+Targeted kills complement the random ones: a run is killed at its k-th artifact write, between
+the temp file's fsync and its rename (the child wraps ``os.replace``, which only genbench's
+atomic writer calls), for k = 1, 2, ... until a run finishes before its k-th write. That lands a
+kill inside every write of the suite, which random timing almost never does.
+
 Usage::
 
-    python benchmarks/kill_trials.py --trials 10 --seed 0
+    python benchmarks/kill_trials.py --trials 10 --seed 0          # random kills, then every write
+    python benchmarks/kill_trials.py --trials 10 --no-write-kills
 
 Exit status 0 when every trial passes. ``run_trials`` is also called by
 tests/test_reliability.py with fewer trials.
@@ -90,6 +96,7 @@ class Trial:
     rerun_exit: int | None = None
     bit_identical: bool = False  # metrics equal the reference run's bit for bit
     finished_s: float = 0.0  # work seconds of a run that finished before its kill (0 when killed)
+    at_write: int | None = None  # targeted kill: at this artifact write (None: at delay_s)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -150,6 +157,30 @@ def run_to_completion(work: Work, timeout_s: float = 600) -> tuple[int, float, s
     code = proc.wait(timeout_s)
     watch.thread.join(10)
     return code, watch.work_s(), "\n".join(watch.lines)
+
+
+# A child that SIGKILLs itself at its k-th os.replace (genbench's atomic writer renames with it).
+KILL_AT_WRITE = """\
+import os, runpy, signal, sys
+k, calls, real_replace = int(sys.argv.pop(1)), [0], os.replace
+def replace(src, dst):
+    calls[0] += 1
+    if calls[0] == k:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst)
+os.replace = replace
+sys.argv[0] = "genbench"
+runpy.run_module("genbench", run_name="__main__", alter_sys=True)
+"""
+
+
+def kill_at_write(work: Work, k: int, timeout_s: float = 600) -> tuple[bool, str]:
+    """Run the suite, killed at its ``k``-th artifact write; (whether it was killed, its last line)."""
+    argv = [sys.executable, "-c", KILL_AT_WRITE, str(k), *work.args()]
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env(), cwd=work.root,
+                          timeout=timeout_s)
+    lines = proc.stderr.decode(errors="replace").strip().splitlines()
+    return proc.returncode == -signal.SIGKILL, (lines[-1] if lines else "")
 
 
 def kill_after(work: Work, delay_s: float, timeout_s: float = 600) -> tuple[bool, str, float]:
@@ -271,10 +302,14 @@ def rerun(work: Work, in_process: bool = False) -> int:
 
 
 def one_trial(index: int, delay_s: float, root: Path, keys: list[str], reference: dict[str, dict],
-              in_process_rerun: bool = False) -> Trial:
-    work = make_work(root / f"trial{index:02d}")
-    trial = Trial(index, delay_s)
-    trial.killed, trial.last_line, trial.finished_s = kill_after(work, delay_s)
+              in_process_rerun: bool = False, at_write: int | None = None) -> Trial:
+    """Kill a run ``delay_s`` after its first spec (or at its ``at_write``-th write), rerun, check."""
+    work = make_work(root / (f"trial{index:02d}" if at_write is None else f"write{at_write:02d}"))
+    trial = Trial(index, delay_s, at_write=at_write)
+    if at_write is None:
+        trial.killed, trial.last_line, trial.finished_s = kill_after(work, delay_s)
+    else:
+        trial.killed, trial.last_line = kill_at_write(work, at_write)
     before = stored_rows(work.out)
     trial.ok_before = sum(r[1] == "ok" for r in before)
     trial.temp_files = len(temp_files(work.cache, work.out))
@@ -285,12 +320,23 @@ def one_trial(index: int, delay_s: float, root: Path, keys: list[str], reference
     return trial
 
 
+def describe(t: Trial, n_specs: int) -> str:
+    when = f"at write {t.at_write}" if t.at_write is not None else f"at +{t.delay_s:5.2f} s"
+    return (f"kill {when} ({'killed' if t.killed else 'finished first'}), {t.ok_before}/{n_specs} records ok before, "
+            f"{t.temp_files} temp files left, last line {t.last_line[:60]!r}; rerun exit {t.rerun_exit}, "
+            f"metrics {'bit-identical' if t.bit_identical else 'within 1e-9'}: "
+            f"{'PASS' if t.passed else 'FAIL ' + '; '.join(t.problems)}")
+
+
 def run_trials(trials: int = 10, seed: int = 0, root: Path | None = None, log=print,
-               in_process_rerun: bool = False, window_s: float | None = None) -> list[Trial]:
+               in_process_rerun: bool = False, window_s: float | None = None,
+               write_kills: list[int] | None = None) -> list[Trial]:
     """An uninterrupted reference run, then ``trials`` kill-and-rerun trials; returns their results.
 
     The reference run is a process timed to find the window the kills are drawn from, or, when
     ``window_s`` is given (the tests), an in-process run that only provides the reference metrics.
+    ``write_kills``: the writes to kill at afterwards (``[]``: none; ``None``: 1, 2, ... until a run
+    finishes before its write).
     """
     root = Path(root or tempfile.mkdtemp(prefix="genbench-kill-"))
     calib = make_work(root / "reference")
@@ -309,11 +355,17 @@ def run_trials(trials: int = 10, seed: int = 0, root: Path | None = None, log=pr
         t = one_trial(i, rng.uniform(0.0, window_s), root, keys, reference, in_process_rerun)
         if not t.killed and t.finished_s > 0:
             window_s = min(window_s, t.finished_s)  # the machine got faster: draw later kills from the real span
-        log(f"trial {i:2d}: kill at +{t.delay_s:5.2f} s ({'killed' if t.killed else 'finished first'}), "
-            f"{t.ok_before}/{len(keys)} records ok before, {t.temp_files} temp files left, "
-            f"last line {t.last_line[:60]!r}; rerun exit {t.rerun_exit}, metrics {'bit-identical' if t.bit_identical else 'within 1e-9'}: "
-            f"{'PASS' if t.passed else 'FAIL ' + '; '.join(t.problems)}")
+        log(f"trial {i:2d}: {describe(t, len(keys))}")
         results.append(t)
+    k = 0
+    while write_kills is None or k < len(write_kills):
+        at = write_kills[k] if write_kills is not None else k + 1
+        t = one_trial(len(results), 0.0, root, keys, reference, in_process_rerun, at_write=at)
+        log(f"write {at:2d}: {describe(t, len(keys))}")
+        results.append(t)
+        k += 1
+        if write_kills is None and not t.killed:
+            break  # the run has fewer writes than ``at``
     return results
 
 
@@ -322,13 +374,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--root", type=Path, default=None, help="work directory [default: a new temp dir]")
+    ap.add_argument("--no-write-kills", action="store_true", help="skip the kills at each artifact write")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    results = run_trials(args.trials, args.seed, args.root)
-    passed = sum(t.passed for t in results)
-    killed = sum(t.killed for t in results)
-    print(f"{passed}/{len(results)} trials passed ({killed} killed mid-run, {len(results) - killed} finished before the kill)")
-    return 0 if passed == len(results) else 1
+    results = run_trials(args.trials, args.seed, args.root, write_kills=[] if args.no_write_kills else None)
+    rand = [t for t in results if t.at_write is None]
+    writes = [t for t in results if t.at_write is not None]
+    print(f"random kills: {sum(t.passed for t in rand)}/{len(rand)} passed "
+          f"({sum(t.killed for t in rand)} killed mid-run, {sum(not t.killed for t in rand)} finished before the kill)")
+    if writes:
+        print(f"kills at writes: {sum(t.passed for t in writes)}/{len(writes)} passed "
+              f"({sum(t.killed for t in writes)} writes hit, {sum(t.temp_files for t in writes)} temp files left behind)")
+    return 0 if all(t.passed for t in results) else 1
 
 
 if __name__ == "__main__":

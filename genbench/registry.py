@@ -34,8 +34,10 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Name -> object map with duplicate checks and "did you mean" errors."""
 
-    def __init__(self, kind: str, base: type | None = None, package: str | tuple[str, ...] | None = None):
+    def __init__(self, kind: str, base: type | None = None, package: str | tuple[str, ...] | None = None,
+                 listing: str | None = None):
         self.kind = kind
+        self.listing = listing or f"{kind}s"  # the `genbench ls` argument that lists these
         self.base = base
         # packages imported lazily on first lookup so that their modules' registrations run
         self.packages = (package,) if isinstance(package, str) else tuple(package or ())
@@ -76,8 +78,8 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return (
-            f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(known)} "
-            f"(`genbench ls {self.kind}s` describes them)."
+            f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(known)} "
+            f"(`genbench ls {self.listing}` describes them)."
         )
 
     def __contains__(self, name: str) -> bool:

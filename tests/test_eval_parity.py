@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from genbench.cli import app
 
-N = 30  # images per folder: enough for 10 IS splits, small enough for Inception on 2 CPU cores
+N = 20  # images per folder: enough for 10 IS splits, small enough for Inception on 2 CPU cores
 
 
 def write_pngs(folder, images):

@@ -17,6 +17,7 @@ import torch
 from genbench.metrics import MetricOptions, evaluate_features
 from genbench.metrics import density_coverage as dc
 from genbench.metrics import kid as kid_module
+from genbench.metrics import neighbours
 
 tf_fid = pytest.importorskip("torch_fidelity.metric_fid")
 tf_kid = pytest.importorskip("torch_fidelity.metric_kid")
@@ -183,6 +184,19 @@ def test_density_coverage_equal_prdc_on_generic_data(n, dim, dtype, k):
     assert rel(ours.values["density"], float(ref["density"])) <= RTOL
     assert rel(ours.values["coverage"], float(ref["coverage"])) <= RTOL
     assert 0.05 < ours.values["coverage"] < 0.999
+
+
+def test_density_coverage_distances_are_prdcs():
+    """prdc's distances come from scikit-learn (float64 squared distances rounded to float32); the
+    upcast blocks reproduce them, so density and coverage differ from prdc only where a distance
+    equals a radius (in float32: 5 of 25 million pairs in the 5,000 x 2,048 benchmark)."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    fake, real = features(600, 500, 512, torch.float32, seed=4)
+    ours = neighbours.block_distances(real, fake, upcast=True)
+    theirs = torch.from_numpy(sklearn_metrics.pairwise_distances(real.numpy(), fake.numpy(), metric="euclidean"))
+    assert ours.dtype == theirs.dtype == torch.float32
+    assert (ours == theirs).double().mean() > 0.9999
+    assert ((ours - theirs).abs() / theirs).max() < 2.5e-7  # at most two float32 ulps
 
 
 def test_density_coverage_documented_difference_on_identical_inputs():

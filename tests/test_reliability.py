@@ -530,6 +530,8 @@ def load_kill_trials():
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path):
     kill_trials = load_kill_trials()
     log: list[str] = []
-    results = kill_trials.run_trials(3, seed=7, root=tmp_path, log=log.append, in_process_rerun=True, window_s=6.0)
-    assert len(results) == 3
+    # 3 kills at random times, then one between the temp file and the rename of the first checkpoint's JSON
+    results = kill_trials.run_trials(3, seed=7, root=tmp_path, log=log.append, in_process_rerun=True, window_s=6.0,
+                                     write_kills=[2])
+    assert len(results) == 4 and results[-1].killed and results[-1].temp_files == 1, "\n".join(log)
     assert all(t.passed for t in results), "\n".join(log)

@@ -47,7 +47,7 @@ class FeatureExtractor(ABC):
 
 
 Factory = Callable[..., FeatureExtractor]
-FEATURES: Registry[Factory] = Registry("feature extractor", package="genbench.features")
+FEATURES: Registry[Factory] = Registry("feature extractor", package="genbench.features", listing="features")
 
 
 def build_features(

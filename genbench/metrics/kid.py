@@ -51,7 +51,8 @@ def kid_subset_indices(n1: int, n2: int, subsets: int, size: int, seed: int) -> 
 def polynomial_kernel(x: torch.Tensor, y: torch.Tensor, options: MetricOptions) -> torch.Tensor:
     """k(x, y) = (gamma x.y + coef0)^degree for x [N, D], y [M, D] -> [N, M]."""
     gamma = options.kid_gamma if options.kid_gamma is not None else 1.0 / x.shape[1]
-    return (x @ y.T * gamma + options.kid_coef0) ** options.kid_degree
+    # in place: one [N, M] buffer
+    return (x @ y.T).mul_(gamma).add_(options.kid_coef0).pow_(options.kid_degree)
 
 
 def kernel_diagonal(x: torch.Tensor, options: MetricOptions) -> torch.Tensor:

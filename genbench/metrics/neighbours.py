@@ -36,8 +36,11 @@ def block_distances(a: torch.Tensor, b: torch.Tensor, upcast: bool = False) -> t
         return torch.cdist(a, b)
     a64, b64 = a.to(torch.float64), b.to(torch.float64)
     # |a|^2 - 2 a.b + |b|^2, clipped at 0, in scikit-learn's order of operations
-    d2 = (-2 * a64 @ b64.T + (a64 * a64).sum(dim=1)[:, None]) + (b64 * b64).sum(dim=1)[None, :]
-    return d2.clamp_min_(0).to(a.dtype).sqrt_()
+    d2 = (a64 @ b64.T).mul_(-2).add_((a64 * a64).sum(dim=1)[:, None]).add_((b64 * b64).sum(dim=1)[None, :])
+    # round to the features' dtype, then a correctly rounded square root: torch's float32 sqrt on
+    # the CPU may be one ulp off numpy's, while sqrt in float64 rounded to float32 is exact
+    d2.clamp_min_(0).copy_(d2.to(a.dtype))
+    return d2.sqrt_().to(a.dtype)
 
 
 def as_distance_dtype(x: torch.Tensor) -> torch.Tensor:

@@ -102,7 +102,7 @@ class GenerativeModel(nn.Module, ABC):
         return p.device if p is not None else torch.device("cpu")
 
 
-MODELS: Registry[type[GenerativeModel]] = Registry("model family", base=GenerativeModel, package="genbench.models")
+MODELS: Registry[type[GenerativeModel]] = Registry("model family", base=GenerativeModel, package="genbench.models", listing="models")
 
 
 def build_model(family: str, data_shape: tuple[int, ...], modality: str, num_classes: int | None = None,
