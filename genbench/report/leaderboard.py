@@ -109,6 +109,9 @@ def render_markdown(records: list[Record], suite_name: str, primary: str, descri
         if ok:
             feats = sorted({r.provenance.get("features", r.spec.features) for r in ok})
             parts += [f"Features: {', '.join(feats)}.", ""]
+            if "raw" in feats and all(r.spec.dataset.startswith("toy2d:") for r in ok):
+                parts += ["On raw 2-D points the Fréchet distance compares only means and covariances (a Gaussian "
+                          "fitted to the data scores near 0); precision, recall, density, coverage and NLL see the modes.", ""]
             parts += [dataset_table(ok, primary), ""]
             if any("bpd" in r.metrics for r in ok):
                 parts += [f"Likelihood: {CONVENTION}.", ""]
