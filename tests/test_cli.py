@@ -117,3 +117,31 @@ def test_publish_writes_leaderboards(tmp_path, monkeypatch):
 def test_results_of_missing_dir_is_usage_error(tmp_path):
     res = invoke("results", tmp_path / "none")
     assert res.exit_code == 2 and "genbench run" in res.stderr
+
+
+def test_stats_file_is_accepted_as_the_reference(tmp_path):
+    stats_file = tmp_path / "digits-test.safetensors"
+    res = invoke("stats", "digits:test", "--features", "domain:digits", "--out", stats_file, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert stats_file.is_file() and "360 examples" in res.stdout
+    common = ["--features", "domain:digits", "--metrics", "fid,precision,recall", "--json", "--device", "cpu"]
+    from_stats = json.loads(invoke("eval", "dataset:digits:train", stats_file, *common).stdout)
+    from_data = json.loads(invoke("eval", "dataset:digits:train", "dataset:digits:test", *common).stdout)
+    assert from_stats["n2"] == from_data["n2"] == 360
+    for key in ("fid", "precision", "recall"):
+        assert from_stats[key] == pytest.approx(from_data[key], rel=1e-9)
+    assert from_stats["fid"] > 0
+
+
+def test_leaderboard_warns_when_rows_differ_in_n():
+    from genbench.report.leaderboard import render_markdown
+    from genbench.spec import OK, Record, RunSpec
+
+    def rec(n):
+        spec = RunSpec(suite="s", dataset="toy2d:moons", model="tiny", family="tiny", recipe_hash="r", sampler="native",
+                       steps=None, seed=n, n_samples=n, n_reference=50, metrics=("fid",), features="raw")
+        return Record(spec, OK, {"fid": 1.0 / n}, provenance={"n_fake": n, "n_real": 50})
+
+    md = render_markdown([rec(100), rec(200)], "s", "fid")
+    assert "> warning: results compared at different numbers of generated samples (n1): 100, 200" in md
+    assert "> warning" not in render_markdown([rec(100)], "s", "fid")

@@ -75,6 +75,15 @@ def dataset_table(records: list[Record], primary: str) -> str:
     return "\n".join(lines)
 
 
+def compared_at_different_n(records: list[Record]) -> list[str]:
+    """Warnings when rows of one table were computed at different n (FID, KID and k-NN metrics depend on n)."""
+    from genbench.metrics import warn_if_different_n
+
+    rows = [{"n1": r.provenance.get("n_fake"), "n2": r.provenance.get("n_real"),
+             "kid_subset_size": r.info.get("kid_subset_size")} for r in records]
+    return warn_if_different_n(rows)
+
+
 def provenance_footer(records: list[Record]) -> list[str]:
     """What produced the numbers: one line per distinct value of each provenance field."""
     vals: dict[str, set[str]] = defaultdict(set)
@@ -113,6 +122,7 @@ def render_markdown(records: list[Record], suite_name: str, primary: str, descri
                 parts += ["On raw 2-D points the Fréchet distance compares only means and covariances (a Gaussian "
                           "fitted to the data scores near 0); precision, recall, density, coverage and NLL see the modes.", ""]
             parts += [dataset_table(ok, primary), ""]
+            parts += [f"> warning: {w}" for w in compared_at_different_n(ok)]
             if any("bpd" in r.metrics for r in ok):
                 parts += [f"Likelihood: {CONVENTION}.", ""]
             if any("nll" in r.metrics for r in ok):
