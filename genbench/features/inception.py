@@ -32,20 +32,14 @@ from pathlib import Path
 
 import torch
 
-from genbench.errors import RunFailure, UsageError
-from genbench.features.base import FEATURES, LOGITS, POOL, FeatureExtractor
+from genbench.errors import UsageError
+from genbench.features.base import FEATURES, LOGITS, POOL
 from genbench.features.nets import (
+    PretrainedFeatures,
     PretrainedWeights,
     WeightsFile,
-    as_rgb_uint8,
-    download_allowed,
-    download_timeout,
-    features_in_batches,
-    hub_checkpoint_dir,
+    load_pretrained,
     locate_weights,
-    missing_weights_error,
-    read_weights,
-    safe_state_dict,
 )
 
 KNOWN_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
@@ -69,71 +63,22 @@ def torch_fidelity_inception(source: io.BytesIO | None):
 
 def load_inception(weights: Path | str | None) -> tuple[torch.nn.Module, WeightsFile]:
     """Resolve, read and load the weights; returns the network (CPU, eval) and its weights file."""
-    located = locate_weights(INCEPTION_WEIGHTS, weights)
-    if located is None:
-        return _download_inception()
-    wf = read_weights(*located)
-    safe_state_dict(wf)  # refuses pickled code before torch-fidelity unpickles the same bytes
-    try:
-        net = torch_fidelity_inception(io.BytesIO(wf.blob))
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise UsageError(
-            f"weights file {wf.path} does not fit torch-fidelity's InceptionV3 ({str(e).splitlines()[0]}); "
-            "pass the FID weights (weights-inception-2015-12-05-6726825d.pth)"
-        ) from None
-    return net, wf
+    return load_pretrained(INCEPTION_WEIGHTS, torch_fidelity_inception, weights, "torch-fidelity's InceptionV3",
+                           "pass the FID weights (weights-inception-2015-12-05-6726825d.pth)")
 
 
-def _download_inception() -> tuple[torch.nn.Module, WeightsFile]:
-    if not download_allowed():
-        raise missing_weights_error(INCEPTION_WEIGHTS, "downloads are off (GENBENCH_OFFLINE is set)")
-    try:
-        with download_timeout():
-            net = torch_fidelity_inception(None)
-    except Exception as e:  # noqa: BLE001 - URLError, HTTPError, timeouts, DNS failures ...
-        raise missing_weights_error(INCEPTION_WEIGHTS, f"the download failed ({type(e).__name__})") from None
-    path = hub_checkpoint_dir() / INCEPTION_WEIGHTS.hub_names[0]
-    if not path.is_file():
-        raise RunFailure(f"torch-fidelity downloaded the Inception weights but {path} is missing; pass --weights PATH")
-    return net, read_weights(path, "download")
-
-
-class InceptionFeatures(FeatureExtractor):
+class InceptionFeatures(PretrainedFeatures):
     """torch-fidelity's FID InceptionV3: pool [N, 2048] and unbiased logits [N, 1008]."""
 
     name = "inception"
     feature_keys = (POOL, LOGITS)
+    network = "FeatureExtractorInceptionV3"
+    layers = TF_FEATURES
+    known_sha256 = KNOWN_SHA256
     preprocessing = (
         "inception-v1: uint8 RGB (grey repeated to 3 channels); torch-fidelity 0.4.0 "
         "TF1-compatible bilinear resize to 299x299, (x - 128) / 128, float32"
     )
-
-    def __init__(self, net: torch.nn.Module, weights: WeightsFile, device: torch.device | str = "cpu"):
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        self.weights_path = weights.path
-        self.weights_source = weights.source
-        self.weights_sha256 = weights.sha256
-        self.standard = weights.sha256 == KNOWN_SHA256
-
-    def extract(self, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
-        # [N, 1|3, H, W] uint8 -> {"pool": [N, 2048], "logits": [N, 1008]}
-        x = as_rgb_uint8(x, "inception")
-        return features_in_batches(self._forward, x, batch_size, self.device)
-
-    def _forward(self, xb: torch.Tensor) -> dict[str, torch.Tensor]:
-        pool, logits = self.net(xb)
-        return {POOL: pool, LOGITS: logits}
-
-    def identity(self) -> dict:
-        import torch_fidelity
-
-        return {
-            **super().identity(),
-            "network": f"torch-fidelity {torch_fidelity.__version__} FeatureExtractorInceptionV3",
-            "layers": {POOL: TF_FEATURES[0], LOGITS: TF_FEATURES[1]},
-            "weights_source": self.weights_source,
-        }
 
 
 @FEATURES.register("inception", description="torch-fidelity's FID InceptionV3: pool 2048 + unbiased logits 1008")

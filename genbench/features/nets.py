@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from genbench.errors import UsageError
+from genbench.errors import RunFailure, UsageError
+from genbench.features.base import FeatureExtractor
 
 OFFLINE_ENV = "GENBENCH_OFFLINE"  # set to 1 to never download weights
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -157,3 +159,71 @@ def features_in_batches(
             for key, value in forward(xb).items():
                 parts.setdefault(key, []).append(value.float().cpu())
     return {k: torch.cat(v, dim=0) for k, v in parts.items()}
+
+
+# -- torch-fidelity networks with pretrained weights (inception, vgg16) ----------------------------
+
+NetBuilder = Callable[["io.BytesIO | None"], torch.nn.Module]  # weights bytes (None: download) -> network
+
+
+def load_pretrained(spec: PretrainedWeights, build: NetBuilder, weights: Path | str | None, network: str,
+                    hint: str) -> tuple[torch.nn.Module, WeightsFile]:
+    """Resolve, read and load the weights; returns the network (CPU, eval) and its weights file."""
+    located = locate_weights(spec, weights)
+    if located is None:
+        return _download_pretrained(spec, build)
+    wf = read_weights(*located)
+    safe_state_dict(wf)  # refuses pickled code before torch-fidelity unpickles the same bytes
+    try:
+        net = build(io.BytesIO(wf.blob))
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise UsageError(f"weights file {wf.path} does not fit {network} ({str(e).splitlines()[0]}); {hint}") from None
+    return net, wf
+
+
+def _download_pretrained(spec: PretrainedWeights, build: NetBuilder) -> tuple[torch.nn.Module, WeightsFile]:
+    if not download_allowed():
+        raise missing_weights_error(spec, "downloads are off (GENBENCH_OFFLINE is set)")
+    try:
+        with download_timeout():
+            net = build(None)
+    except Exception as e:  # noqa: BLE001 - URLError, HTTPError, timeouts, DNS failures ...
+        raise missing_weights_error(spec, f"the download failed ({type(e).__name__})") from None
+    path = hub_checkpoint_dir() / spec.hub_names[0]
+    if not path.is_file():
+        raise RunFailure(f"the {spec.what} were downloaded but {path} is missing; pass --weights PATH")
+    return net, read_weights(path, "download")
+
+
+class PretrainedFeatures(FeatureExtractor):
+    """A torch-fidelity network whose outputs, in order, are ``feature_keys`` (its ``layers``)."""
+
+    network: ClassVar[str] = ""  # torch-fidelity's class name
+    layers: ClassVar[tuple[str, ...]] = ()  # torch-fidelity's names of the outputs, as feature_keys
+    known_sha256: ClassVar[str] = ""  # the published weights; others are marked non-standard
+
+    def __init__(self, net: torch.nn.Module, weights: WeightsFile, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.weights_path = weights.path
+        self.weights_source = weights.source
+        self.weights_sha256 = weights.sha256
+        self.standard = weights.sha256 == self.known_sha256
+
+    def extract(self, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+        # [N, 1|3, H, W] uint8 -> {key: [N, D]} for each feature key, in one pass
+        x = as_rgb_uint8(x, self.name)
+        return features_in_batches(self._forward, x, batch_size, self.device)
+
+    def _forward(self, xb: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.feature_keys, self.net(xb)))
+
+    def identity(self) -> dict:
+        import torch_fidelity
+
+        return {
+            **super().identity(),
+            "network": f"torch-fidelity {torch_fidelity.__version__} {self.network}",
+            "layers": dict(zip(self.feature_keys, self.layers)),
+            "weights_source": self.weights_source,
+        }

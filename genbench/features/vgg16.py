@@ -27,20 +27,14 @@ from pathlib import Path
 
 import torch
 
-from genbench.errors import RunFailure, UsageError
-from genbench.features.base import FEATURES, POOL, FeatureExtractor
+from genbench.errors import UsageError
+from genbench.features.base import FEATURES, POOL
 from genbench.features.nets import (
+    PretrainedFeatures,
     PretrainedWeights,
     WeightsFile,
-    as_rgb_uint8,
-    download_allowed,
-    download_timeout,
-    features_in_batches,
-    hub_checkpoint_dir,
+    load_pretrained,
     locate_weights,
-    missing_weights_error,
-    read_weights,
-    safe_state_dict,
 )
 
 FC2 = "fc2"
@@ -63,71 +57,22 @@ def torch_fidelity_vgg16(source: io.BytesIO | None):
 
 
 def load_vgg16(weights: Path | str | None) -> tuple[torch.nn.Module, WeightsFile]:
-    located = locate_weights(VGG16_WEIGHTS, weights)
-    if located is None:
-        return _download_vgg16()
-    wf = read_weights(*located)
-    safe_state_dict(wf)  # refuses pickled code before torch-fidelity unpickles the same bytes
-    try:
-        net = torch_fidelity_vgg16(io.BytesIO(wf.blob))
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise UsageError(
-            f"weights file {wf.path} does not fit torchvision's VGG16 ({str(e).splitlines()[0]}); "
-            "pass torchvision's vgg16-397923af.pth"
-        ) from None
-    return net, wf
+    return load_pretrained(VGG16_WEIGHTS, torch_fidelity_vgg16, weights, "torchvision's VGG16",
+                           "pass torchvision's vgg16-397923af.pth")
 
 
-def _download_vgg16() -> tuple[torch.nn.Module, WeightsFile]:
-    if not download_allowed():
-        raise missing_weights_error(VGG16_WEIGHTS, "downloads are off (GENBENCH_OFFLINE is set)")
-    try:
-        with download_timeout():
-            net = torch_fidelity_vgg16(None)
-    except Exception as e:  # noqa: BLE001 - URLError, HTTPError, timeouts, DNS failures ...
-        raise missing_weights_error(VGG16_WEIGHTS, f"the download failed ({type(e).__name__})") from None
-    path = hub_checkpoint_dir() / VGG16_WEIGHTS.hub_names[0]
-    if not path.is_file():
-        raise RunFailure(f"torchvision downloaded the VGG16 weights but {path} is missing; pass --weights PATH")
-    return net, read_weights(path, "download")
-
-
-class VGG16Features(FeatureExtractor):
+class VGG16Features(PretrainedFeatures):
     """torch-fidelity's VGG16: fc2 after ReLU as ``pool`` [N, 4096], and ``fc2`` before it."""
 
     name = "vgg16"
     feature_keys = (POOL, FC2)
+    network = "FeatureExtractorVGG16"
+    layers = TF_FEATURES
+    known_sha256 = KNOWN_SHA256
     preprocessing = (
         "vgg16-v1: uint8 RGB (grey repeated to 3 channels); torch-fidelity 0.4.0 TF1-compatible "
         "bilinear resize to 224x224, ImageNet mean/std normalisation, float32"
     )
-
-    def __init__(self, net: torch.nn.Module, weights: WeightsFile, device: torch.device | str = "cpu"):
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        self.weights_path = weights.path
-        self.weights_source = weights.source
-        self.weights_sha256 = weights.sha256
-        self.standard = weights.sha256 == KNOWN_SHA256
-
-    def extract(self, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
-        # [N, 1|3, H, W] uint8 -> {"pool": [N, 4096], "fc2": [N, 4096]}
-        x = as_rgb_uint8(x, "vgg16")
-        return features_in_batches(self._forward, x, batch_size, self.device)
-
-    def _forward(self, xb: torch.Tensor) -> dict[str, torch.Tensor]:
-        fc2_relu, fc2 = self.net(xb)
-        return {POOL: fc2_relu, FC2: fc2}
-
-    def identity(self) -> dict:
-        import torch_fidelity
-
-        return {
-            **super().identity(),
-            "network": f"torch-fidelity {torch_fidelity.__version__} FeatureExtractorVGG16",
-            "layers": {POOL: TF_FEATURES[0], FC2: TF_FEATURES[1]},
-            "weights_source": self.weights_source,
-        }
 
 
 @FEATURES.register("vgg16", description="torch-fidelity's VGG16 fc2 features (precision/recall, Kynkaanniemi et al.)")
