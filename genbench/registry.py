@@ -52,7 +52,8 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             if self.base is not None and isinstance(o, type) and not issubclass(o, self.base):
                 raise TypeError(f"{self.kind} {name!r} must subclass {self.base.__name__}")
-            doc = description or _first_line(getattr(o, "__doc__", None)) or ""
+            own = getattr(o, "description", None)
+            doc = description or (own if isinstance(own, str) and own else None) or _first_line(getattr(o, "__doc__", None)) or ""
             self._entries[name] = Entry(name, o, doc)
             return o
 

@@ -4,9 +4,21 @@
 what can be computed and which direction is better.
 """
 
-from genbench.metrics.base import KEYS, METRICS, Metric, MetricKey, MetricOptions, MetricResult, register_key
+from genbench.metrics.base import (
+    KEYS,
+    METRICS,
+    Metric,
+    MetricKey,
+    MetricOptions,
+    MetricResult,
+    register_key,
+)
 from genbench.metrics.bootstrap import warn_if_different_n
-from genbench.metrics.evaluate import default_metrics, evaluate_features, higher_is_better
+from genbench.metrics.evaluate import (
+    default_metrics,
+    evaluate_features,
+    higher_is_better,
+)
 
 __all__ = [
     "KEYS",

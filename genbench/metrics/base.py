@@ -7,8 +7,8 @@ result key says whether higher is better, and the leaderboard's arrows come from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -88,6 +88,13 @@ def register_key(key: str, higher_is_better: bool, description: str = "") -> Met
         raise ValueError(f"metric key {key!r} is registered twice with different meanings")
     KEYS[key] = mk
     return mk
+
+
+def register_group(group: str, keys: tuple[MetricKey, ...], compute: ComputeFn, needs: str = "pool") -> None:
+    """One metric per key (named as the key), all computed by one call of ``compute`` per evaluation."""
+    for mk in keys:
+        METRICS.register(mk.key, Metric(name=mk.key, keys=(mk.key,), needs=needs, needs_reference=True,
+                                        compute=compute, group=group, description=mk.description))
 
 
 def metric_key(key: str) -> MetricKey | None:

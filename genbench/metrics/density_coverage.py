@@ -30,9 +30,19 @@ import dataclasses
 import torch
 
 from genbench.metrics import neighbours
-from genbench.metrics.base import INFO_REPLICATES, METRICS, Metric, MetricOptions, register_key
+from genbench.metrics.base import (
+    INFO_REPLICATES,
+    MetricOptions,
+    register_group,
+    register_key,
+)
 from genbench.metrics.bootstrap import iter_resample_indices, resample_counts
-from genbench.metrics.neighbours import as_distance_dtype, check_neighbourhood, cross_balls, kth_nearest_distance
+from genbench.metrics.neighbours import (
+    as_distance_dtype,
+    check_neighbourhood,
+    cross_balls,
+    kth_nearest_distance,
+)
 
 DENSITY = register_key("density", True, "density, k-NN balls of real samples (Naeem et al. 2020)")
 COVERAGE = register_key("coverage", True, "coverage, k-NN balls of real samples (Naeem et al. 2020)")
@@ -101,16 +111,4 @@ def dc_replicates(real, fake, real_radius, per_fake, pairs, options: MetricOptio
     }
 
 
-for _name, _key in (("density", DENSITY), ("coverage", COVERAGE)):
-    METRICS.register(
-        _name,
-        Metric(
-            name=_name,
-            keys=(_key.key,),
-            needs="pool",
-            needs_reference=True,
-            compute=dc_compute,
-            group="density_coverage",
-            description=_key.description,
-        ),
-    )
+register_group("density_coverage", (DENSITY, COVERAGE), dc_compute)

@@ -18,7 +18,13 @@ from collections.abc import Mapping
 import torch
 
 from genbench.errors import UsageError
-from genbench.metrics.base import INFO_WARNINGS, METRICS, Metric, MetricOptions, register_key
+from genbench.metrics.base import (
+    INFO_WARNINGS,
+    METRICS,
+    Metric,
+    MetricOptions,
+    register_key,
+)
 from genbench.metrics.fid import (
     features_to_statistics,
     fid_with_reference_sqrt,

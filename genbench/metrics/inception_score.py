@@ -13,7 +13,13 @@ import numpy as np
 import torch
 
 from genbench.errors import UsageError
-from genbench.metrics.base import INFO_REPLICATES, METRICS, Metric, MetricOptions, register_key
+from genbench.metrics.base import (
+    INFO_REPLICATES,
+    METRICS,
+    Metric,
+    MetricOptions,
+    register_key,
+)
 from genbench.metrics.bootstrap import iter_resample_indices
 
 IS_MEAN = register_key("is_mean", True, "Inception Score, mean over splits (Salimans et al. 2016)")

@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from genbench.errors import UsageError
-from genbench.metrics.base import INFO_REPLICATES, INFO_WARNINGS, METRICS, Metric, MetricOptions, register_key
+from genbench.metrics.base import (
+    INFO_REPLICATES,
+    INFO_WARNINGS,
+    METRICS,
+    Metric,
+    MetricOptions,
+    register_key,
+)
 from genbench.metrics.bootstrap import iter_resample_indices
 
 KID_MEAN = register_key("kid_mean", False, "Kernel Inception Distance, mean over subsets (Bińkowski et al. 2018)")

@@ -20,7 +20,12 @@ from __future__ import annotations
 import torch
 
 from genbench.metrics import neighbours
-from genbench.metrics.base import INFO_REPLICATES, METRICS, Metric, MetricOptions, register_key
+from genbench.metrics.base import (
+    INFO_REPLICATES,
+    MetricOptions,
+    register_group,
+    register_key,
+)
 from genbench.metrics.bootstrap import iter_resample_indices, resample_counts
 from genbench.metrics.neighbours import (
     as_distance_dtype,
@@ -112,16 +117,4 @@ def pr_replicates(real, fake, in_real, pairs, nearest, options: MetricOptions) -
     }
 
 
-for _name, _key in (("precision", PRECISION), ("recall", RECALL)):
-    METRICS.register(
-        _name,
-        Metric(
-            name=_name,
-            keys=(_key.key,),
-            needs="pool",
-            needs_reference=True,
-            compute=prc_compute,
-            group="precision_recall",
-            description=_key.description,
-        ),
-    )
+register_group("precision_recall", (PRECISION, RECALL), prc_compute)
