@@ -145,9 +145,7 @@ def _sync(device: str) -> None:
 
 def samples_to_features(x: torch.Tensor, modality: str, extractor, ctx: RunContext) -> dict[str, torch.Tensor]:
     """Images are quantised to uint8 first (the convention every extractor sees)."""
-    inputs = images_to_uint8(x) if modality == IMAGES and extractor.input_kind == "images" else x
-    if modality == IMAGES and extractor.input_kind == "points":
-        inputs = images_to_uint8(x)
+    inputs = images_to_uint8(x) if modality == IMAGES else x
     return extractor.extract(inputs, batch_size=FEATURE_BATCH_SIZE)
 
 
