@@ -23,6 +23,15 @@ def _reset_cache_override():
     cache.set_cache_dir(None)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: small networks and kernels are as fast, and much faster on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory):
     """One random (non-degenerate) InceptionV3 state dict in torch-fidelity's format per session."""

@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 from genbench.features.base import LOGITS, POOL, build_features
-from genbench.features.inception import make_random_inception_weights
 
 N_PER_FOLDER = 8
 

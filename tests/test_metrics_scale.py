@@ -17,12 +17,7 @@ from genbench.metrics import MetricOptions, evaluate_features, kid, neighbours
 KNN = ["precision", "recall", "density", "coverage"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sets(n1: int, n2: int, dim: int, dtype=torch.float32, seed: int = 0):

@@ -45,13 +45,7 @@ TINY_BUDGET = TrainBudget(steps=3, batch_size=32, lr=1e-3)
 DATASETS = {POINTS: "toy2d:8gaussians", IMAGES: "digits"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is as fast, and much faster on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(family: str, modality: str = POINTS) -> GenerativeModel:
