@@ -105,7 +105,7 @@ def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict
         except UsageError as e:  # a damaged cache entry is retrained and replaced, like reference features
             if ctx.reporter:
                 ctx.reporter.log(f"note: cached checkpoint unusable ({e}); retraining it")
-    recipe = load_recipe(spec.model, ds.modality, spec.train)
+    recipe = load_recipe(spec.model, ds.modality, spec.train, spec.dataset)
     data = ctx.data(spec.dataset, spec.train_split)
     model = build_model(recipe.family, ds.shape, ds.modality, ds.num_classes, **recipe.config).to(ctx.device)
     generator = seed_everything(spec.seed)

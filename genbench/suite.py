@@ -206,10 +206,11 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
         for model in grid["models"]:
             if not _NAME_RE.match(str(model)):  # a recipe is a file in reference_models/: no paths
                 raise UsageError(f"{where}: model {model!r} is not a recipe name; name a recipe from `genbench ls models`")
-            recipe = load_recipe(model, ds.modality, s.get("train"))
+            recipe = load_recipe(model, ds.modality, s.get("train"), ds_name)
             family = MODELS.get(recipe.family)
             if ds.modality not in family.modalities:
                 raise UsageError(f"{where}: model {model!r} ({recipe.family}) cannot handle {ds.modality} data of {ds_name!r}; remove one of them")
+            family.check_config(ds.shape, ds.modality, recipe.config, f"{where}: recipe {model!r} on {ds_name!r}")
             supported = family.supported_samplers()
             for sampler in [x for x in (wanted or supported[:1]) if x in supported]:
                 used.add(sampler)

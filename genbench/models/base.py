@@ -74,6 +74,14 @@ class GenerativeModel(nn.Module, ABC):
         return [NATIVE]
 
     @classmethod
+    def check_config(cls, data_shape: tuple[int, ...], modality: str, config: dict[str, Any], where: str = "") -> None:
+        """Raise a one-line UsageError when ``config`` cannot fit data of this shape (checked before training).
+
+        Families with shape constraints (a multi-scale flow's squeezes) override this and call it
+        from ``__init__`` too; suite expansion calls it for every recipe x dataset.
+        """
+
+    @classmethod
     def default_steps(cls, sampler: str) -> int | None:
         """Step count used when a suite names none (None: the sampler takes no steps)."""
         return None
