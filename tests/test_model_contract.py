@@ -1,8 +1,8 @@
 """One contract test for every registered model family (a new family is tested by registering it).
 
-Each family is fitted for a few steps with a tiny network on toy2d:8gaussians (and on digits
-when it handles images), then: the train report holds finite floats; the weights depend on the
-training generator only, not on the global RNG; every supported sampler
+Each family is fitted for a few steps with a tiny network on toy2d:8gaussians (image-only
+families on digits; and on digits too when it handles images), then: the train report holds
+finite floats; the weights depend on the training generator only, not on the global RNG; every supported sampler
 returns finite samples of the right shape with NFE > 0; a checkpoint round-trip reproduces the
 samples bit for bit; samples do not depend on the batch they are drawn in (per-sample seeds);
 loading a checkpoint as another family is refused; families with a likelihood return finite
@@ -40,6 +40,12 @@ TINY_CONFIG: dict[str, dict] = {
     "ebm": {"hidden": 16, "depth": 1, "langevin_steps": 3},
     "diffusion": {"width": 16, "depth": 1, "emb_dim": 8},
     "vae": {"hidden": 16, "depth": 1, "latent_dim": 2},
+    "nice": {"n_couplings": 2, "hidden": 16, "depth": 1},
+    "realnvp": {"n_scales": 2, "hidden": 8, "n_blocks": 1},
+    "glow": {"n_levels": 2, "n_steps": 1, "hidden": 8},
+    "pixelcnn": {"hidden": 8, "n_layers": 2, "out_hidden": 8},
+    "pixelrnn": {"hidden": 8, "n_layers": 1, "out_hidden": 8},
+    "igpt": {"d_model": 16, "n_layers": 1, "n_heads": 2},
 }
 TINY_BUDGET = TrainBudget(steps=3, batch_size=32, lr=1e-3)
 DATASETS = {POINTS: "toy2d:8gaussians", IMAGES: "digits"}
@@ -48,14 +54,21 @@ DATASETS = {POINTS: "toy2d:8gaussians", IMAGES: "digits"}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_model(family: str, modality: str = POINTS) -> GenerativeModel:
+def primary(family: str) -> str:
+    """The modality a family is contract-tested on: points when it handles them, else images."""
+    return POINTS if POINTS in MODELS.get(family).modalities else IMAGES
+
+
+def tiny_model(family: str, modality: str | None = None) -> GenerativeModel:
+    modality = modality or primary(family)
     ds = get_dataset(DATASETS[modality])
     return build_model(family, ds.shape, modality, ds.num_classes, **TINY_CONFIG.get(family, {}))
 
 
 @cache
-def fitted(family: str, modality: str = POINTS) -> tuple[GenerativeModel, dict]:
+def fitted(family: str, modality: str | None = None) -> tuple[GenerativeModel, dict]:
     """A tiny model of ``family`` fitted for 3 steps (cached: fitting is shared by the tests)."""
+    modality = modality or primary(family)
     torch.manual_seed(0)
     model = tiny_model(family, modality)
     data = get_dataset(DATASETS[modality]).load("train").take(64)
@@ -106,7 +119,7 @@ def test_fit_is_reproducible_from_its_generator(family):
     for global_seed in (1, 2):
         torch.manual_seed(global_seed)
         model = tiny_model(family)
-        model.fit(get_dataset(DATASETS[POINTS]).load("train").take(64), TINY_BUDGET, torch.Generator().manual_seed(0))
+        model.fit(get_dataset(DATASETS[primary(family)]).load("train").take(64), TINY_BUDGET, torch.Generator().manual_seed(0))
         states.append(model.state_dict())
     assert states[0].keys() == states[1].keys()
     for key in states[0]:
@@ -117,7 +130,7 @@ def test_fit_is_reproducible_from_its_generator(family):
 def test_samples_have_data_shape_and_count_nfe(family, sampler):
     model, _ = fitted(family)
     x, nfe = draw(model, sampler)
-    assert x.shape == (6, 2) and x.dtype == torch.float32
+    assert x.shape == (6, *model.data_shape) and x.dtype == torch.float32
     assert torch.isfinite(x).all()
     assert isinstance(nfe, float) and nfe > 0
 
@@ -169,7 +182,7 @@ def test_loading_as_another_family_is_refused(family, tmp_path):
 def test_log_likelihood_is_finite_per_example(family):
     model, _ = fitted(family)
     assert MODELS.get(family).likelihood_kind in {"exact", "elbo", "vlb", "ode"}
-    x = get_dataset(DATASETS[POINTS]).load("test").x[:5]
+    x = get_dataset(DATASETS[primary(family)]).load("test").x[:5]
     ll = model.log_likelihood(x)
     assert ll.shape == (5,) and torch.isfinite(ll).all()
 
@@ -191,3 +204,9 @@ def test_images_fit_sample_and_likelihood(family):
 def test_families_without_images_refuse_them(family):
     with pytest.raises(UsageError, match="does not handle images"):
         tiny_model(family, IMAGES)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if not handles(f, POINTS)])
+def test_families_without_points_refuse_them(family):
+    with pytest.raises(UsageError, match="does not handle points"):
+        tiny_model(family, POINTS)
