@@ -102,6 +102,12 @@ class ImageGPT(PixelAutoregressive):
         if not 3 <= palette <= N_LEVELS:
             raise UsageError(f"{at}igpt palette must be between 3 and 256 levels (got {palette})")
 
+    def init_weights(self, generator: torch.Generator) -> None:
+        """Linear layers as torch's default; token and position embeddings N(0, 0.02^2) as GPT-2."""
+        super().init_weights(generator)
+        for emb in (self.tok, self.pos):
+            emb.weight.data.copy_(0.02 * torch.randn(emb.weight.shape, generator=generator))
+
     def embed(self, tokens_in: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Input tokens [B, T] at positions start.. -> [B, T, d]."""
         pos = torch.arange(start, start + tokens_in.shape[1], device=tokens_in.device)

@@ -99,10 +99,14 @@ class PixelAutoregressive(GenerativeModel):
         lp = self.level_log_probs(k)
         return lp.gather(2, to_sequence(k)[..., None]).squeeze(2).sum(1)
 
+    def init_weights(self, generator: torch.Generator) -> None:
+        """Fresh weights drawn from the training generator (convolutions and linear layers as torch's default)."""
+        init_parameters(self, generator)
+
     def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,
             progress: Progress | None = None) -> dict[str, float]:
         """Maximum likelihood of the training images' 8-bit levels (loss: nats per sub-pixel)."""
-        init_parameters(self, generator)
+        self.init_weights(generator)
         k = levels_of_grid_images(data.x.to(self.device).float())
 
         def nll(batch: torch.Tensor) -> torch.Tensor:
