@@ -48,6 +48,18 @@ def test_chunked_knn_metrics_equal_unchunked_exactly():
         assert chunked.ci == whole.ci
 
 
+def test_tiny_chunks_with_intervals_run_and_agree():
+    """Chunks narrower than the neighbour lists (the bootstrap keeps 8 (k + 1) neighbours) used to
+    stop with "selected index k out of range"; every chunk size gives the same counts."""
+    fake, real = sets(60, 70, 4, torch.float64)
+    whole = evaluate_features(KNN, fake, real, MetricOptions(chunk_size=10_000, bootstrap=3))
+    for chunk in (1, 3, 8, 15):
+        tiny = evaluate_features(KNN, fake, real, MetricOptions(chunk_size=chunk, bootstrap=3))
+        # counts over 60-70 samples: equal unless a distance ties a radius within round-off
+        assert tiny.values == pytest.approx(whole.values, abs=1.01 / 60)
+        assert set(tiny.ci) == set(KNN)
+
+
 def test_distance_blocks_never_exceed_chunk_squared(block_sizes):
     fake, real = sets(900, 800, 32)
     chunk = 200

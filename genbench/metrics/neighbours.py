@@ -67,7 +67,8 @@ def nearest_distances(x: torch.Tensor, m: int, chunk: int, upcast: bool = False)
             if best_d is not None:
                 # merge the running m smallest with this block's
                 top_d, top_i = torch.cat([best_d, top_d], 1), torch.cat([best_i, top_i + j0], 1)
-                top_d, order = top_d.topk(m, dim=1, largest=False)
+                # blocks narrower than m (chunk < m) keep fewer than m so far: never ask for more
+                top_d, order = top_d.topk(min(m, top_d.shape[1]), dim=1, largest=False)
                 top_i = top_i.gather(1, order)
             best_d, best_i = top_d, top_i
         values.append(best_d)
