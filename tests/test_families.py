@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from genbench.data.base import get_dataset
+from genbench.data.base import FLOOR, ROUND, get_dataset, images_to_uint8
 from genbench.models.autoregressive import (
     discretised_logistic_log_prob,
     gaussian_mixture_log_prob,
@@ -68,11 +68,20 @@ def test_flow_inverse_inverts_and_density_integrates_to_one():
     assert grid_integral(flow.log_likelihood, half_width=8.0, n=401) == pytest.approx(1.0, abs=0.02)
 
 
-def test_flow_image_samples_lie_on_the_8bit_grid():
+def test_flow_image_samples_are_dequantised_pixels_that_floor_to_their_level():
+    # the flow models y = (u + U) / 256 in logit space: a sample's level is floor(256 y), which the
+    # runner takes with the map the flow declares (round moves about a quarter of them up one)
     flow = randomised(build_model("flow", (1, 8, 8), "images", n_layers=2, hidden=8, depth=1), scale=0.05)
     x, nfe = flow.sample(SeededNoise.for_run(0, 4))
-    k = (x + 1) * 127.5
-    assert nfe == 1.0 and torch.allclose(k, k.round(), atol=1e-3) and x.min() >= -1 and x.max() <= 1
+    assert nfe == 1.0 and x.min() >= -1 and x.max() <= 1 and flow.sample_quantisation == FLOOR
+    with torch.no_grad():
+        s = flow.from_latent(SeededNoise.for_run(0, 4).randn(64))
+    alpha = flow.config["logit_alpha"]
+    y = (torch.sigmoid(s.double()) - alpha) / (1 - 2 * alpha)  # [4, 64] in [0, 1]
+    level = torch.floor(256 * y).clamp(0, 255)
+    got = images_to_uint8(x, flow.sample_quantisation).reshape(4, -1).double()
+    assert (got - level).abs().max() <= 1 and (got != level).double().mean() < 0.01
+    assert (images_to_uint8(x, ROUND).reshape(4, -1).double() != level).double().mean() > 0.1
 
 
 # -- autoregressive --------------------------------------------------------------------------------
