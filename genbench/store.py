@@ -197,6 +197,13 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+WARNING_SEPARATOR = " | "  # joins a record's warnings in its one ``warnings`` cell
+# columns of the frame that are neither metrics nor intervals
+FRAME_INFO_COLUMNS = ("suite", "dataset", "model", "family", "sampler", "steps", "seed", "status", "n_fake", "n_real",
+                      "features", "weights_sha256", "likelihood_kind", "kid_subset_size", "warnings", "error", "key",
+                      "created_at")
+
+
 def records_to_frame(records: list[Record]) -> pd.DataFrame:
     """One row per record: spec columns, status, the sample sizes used (``n_fake``, ``n_real``: the
     one name for n in JSON, CSV, DataFrame and Markdown), one column per metric, CI columns, key
@@ -208,18 +215,20 @@ def records_to_frame(records: list[Record]) -> pd.DataFrame:
             "suite": s.suite, "dataset": s.dataset, "model": s.model, "family": s.family, "sampler": s.sampler,
             "steps": s.steps, "seed": s.seed, "status": rec.status,
             "n_fake": p.get("n_fake"), "n_real": p.get("n_real"),
-            "features": p.get("features", s.features), "likelihood_kind": rec.info.get("likelihood_kind"),
+            "features": p.get("features", s.features), "weights_sha256": p.get("weights_sha256"),
+            "likelihood_kind": rec.info.get("likelihood_kind"), "kid_subset_size": rec.info.get("kid_subset_size"),
         }
         row.update(rec.metrics)
         for k, (lo, hi) in rec.ci.items():
             row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
+        row["warnings"] = WARNING_SEPARATOR.join(w for w in rec.info.get("warnings") or [] if isinstance(w, str)) or None
         row["error"] = rec.error
         row["key"] = rec.key
         row["created_at"] = rec.created_at
         rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:
-        for col in ("steps", "n_fake", "n_real"):
+        for col in ("steps", "n_fake", "n_real", "kid_subset_size"):
             df[col] = df[col].astype("Int64")
     return df
 
