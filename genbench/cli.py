@@ -194,6 +194,79 @@ def results(
     typer.echo(render_results(run_dir, fmt.value))
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _stored(run_dir: Path):
+    from genbench.store import ResultsStore
+
+    return ResultsStore(run_dir, create=False).records()
+
+
+@app.command()
+@handle_errors
+def compare(
+    dir_a: Path = typer.Argument(..., help="Run directory A (or its results.sqlite)."),
+    dir_b: Path = typer.Argument(..., help="Run directory B, compared with A (B - A)."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+) -> None:
+    """Per spec in both stores and metric: both values, B - A, and whether the difference is significant
+    (across seeds with two or more, else by the bootstrap intervals). Example: genbench compare runs/main runs/branch"""
+    from genbench.gate import compare as compare_runs, json_rows, text_table
+
+    table = compare_runs(_stored(dir_a), _stored(dir_b))
+    if as_json:
+        typer.echo(json.dumps({"a": str(dir_a), "b": str(dir_b), "rows": json_rows(table)}, sort_keys=True))
+        return
+    typer.echo(text_table(table))
+    typer.echo(f"A = {dir_a}, B = {dir_b}; better: which side the metric's direction favours; significant: "
+               "Welch's t-test across seeds (p < 0.05) or non-overlapping 95% intervals; n/a: no interval", err=True)
+
+
+@app.command()
+@handle_errors
+def baseline(
+    run_dir: Path = typer.Argument(..., help="Run directory (or its results.sqlite) to take the baseline from."),
+    out: Path = typer.Option(..., "--out", "-o", help="Baseline file to write (JSON)."),
+) -> None:
+    """Write a baseline (JSON) from a run, for `genbench check`. Example: genbench baseline runs/main --out baseline.json"""
+    from genbench.gate import make_baseline, write_baseline
+
+    data = make_baseline(_stored(run_dir), source=str(run_dir))
+    write_baseline(data, out)
+    typer.echo(f"baseline: {len(data['records'])} records from {run_dir} written to {out}", err=True)
+
+
+@app.command()
+@handle_errors
+def check(
+    baseline_file: Path = typer.Option(..., "--baseline", help="Baseline file from `genbench baseline`."),
+    results_dir: Path = typer.Option(..., "--results", help="Run directory whose results are checked."),
+    tolerance: list[str] = typer.Option([], "--tolerance", "-t", help="METRIC=VALUE (absolute) or METRIC=PERCENT% (of the baseline), repeatable [default: 0; wall-clock metrics are checked only when named]."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+) -> None:
+    """Exit 1 with a table of regressions when a metric got worse than the baseline beyond its tolerance
+    and outside its interval; 0 otherwise; 2 on bad input. Example: genbench check --baseline baseline.json --results runs/pr --tolerance fid=5%"""
+    from genbench.gate import check as check_runs, common_cells, json_rows, parse_tolerances, read_baseline, text_table
+
+    tolerances = parse_tolerances(tolerance)
+    base = read_baseline(baseline_file)
+    current = _stored(results_dir)
+    regressions = check_runs(base, current, tolerances)
+    shared = common_cells(base, current)
+    if as_json:
+        typer.echo(json.dumps({"passed": regressions.empty, "specs_compared": shared, "baseline": str(baseline_file),
+                               "results": str(results_dir), "regressions": json_rows(regressions)}, sort_keys=True))
+    elif regressions.empty:
+        typer.echo(f"check passed: no regression in {plural(shared, 'spec')} shared by {results_dir} and {baseline_file}")
+    else:
+        typer.echo(text_table(regressions))
+        typer.echo(f"check failed: {plural(len(regressions), 'regression')} in {plural(shared, 'spec')} against {baseline_file}", err=True)
+    if not regressions.empty:
+        raise typer.Exit(1)
+
+
 @app.command("ls")
 @handle_errors
 def ls_cmd(kind: str = typer.Argument(..., metavar="KIND", help=f"What to list: {', '.join(KINDS)}.")) -> None:

@@ -100,8 +100,9 @@ def significance(a: pd.Series, b: pd.Series, alpha: float = ALPHA) -> tuple[bool
     from scipy import stats
 
     if a["n_seeds"] >= 2 and b["n_seeds"] >= 2:
-        if a["std"] == 0 and b["std"] == 0:
-            return bool(a["value"] != b["value"]), "seeds"
+        noise = NOISE_RTOL * max(1.0, abs(a["value"]), abs(b["value"]))
+        if a["std"] <= noise and b["std"] <= noise:  # seeds that agree: the test is undefined, the means decide
+            return bool(abs(a["value"] - b["value"]) > noise), "seeds"
         p = stats.ttest_ind(a["values"], b["values"], equal_var=False).pvalue
         return bool(p < alpha), "seeds"
     has_a, has_b = _has_interval(a), _has_interval(b)
@@ -305,3 +306,29 @@ def _failed_cells(baseline: list[Record], current: list[Record]) -> list[dict[st
 def common_cells(baseline: Iterable[Record], current: Iterable[Record]) -> int:
     """How many cells the two sets share (0 makes a check meaningless)."""
     return len({cell_key(r.spec) for r in baseline} & {cell_key(r.spec) for r in current})
+
+
+# --- output -----------------------------------------------------------------------------------
+
+def json_rows(df: pd.DataFrame, drop: tuple[str, ...] = ("cell",)) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts (NaN and NA become null, numpy scalars plain numbers)."""
+    out = []
+    for row in df.drop(columns=[c for c in drop if c in df.columns]).to_dict(orient="records"):
+        out.append({k: _plain(v) for k, v in row.items()})
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def text_table(df: pd.DataFrame, drop: tuple[str, ...] = ("cell",)) -> str:
+    """A fixed-width table for the terminal; ``significant`` reads yes / no / n/a."""
+    shown = df.drop(columns=[c for c in drop if c in df.columns]).copy()
+    if "significant" in shown.columns:
+        shown["significant"] = [("n/a" if s is None or s is pd.NA else "yes" if s else "no") for s in shown["significant"]]
+    if "steps" in shown.columns:
+        shown["steps"] = [("–" if s is None or s is pd.NA else str(int(s))) for s in shown["steps"]]
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.6g}", na_rep="–")

@@ -30,6 +30,7 @@ class EventLog:
 
         self.path = Path(path)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f: IO[str] | None = open(self.path, "a", encoding="utf-8")
         except OSError as e:
             raise UsageError(f"cannot write the event log {self.path} ({e.strerror}); choose a writable --log-json path") from None
