@@ -48,6 +48,7 @@ class RunContext:
     reporter: Reporter | None = None
     _data: dict[tuple[str, str], Samples] = field(default_factory=dict)
     _extractors: dict[str, Any] = field(default_factory=dict)
+    previews: dict[str, Any] = field(default_factory=dict)  # spec key -> a few samples, for the store's sample figures
 
     def data(self, dataset: str, split: str) -> Samples:
         if (dataset, split) not in self._data:
@@ -230,6 +231,7 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     if bad:
         return Record(spec, FAILED, info={"train": train_report}, provenance=prov,
                       error=f"model produced {bad} of {len(x)} samples with NaN or Inf; lower the learning rate or check the recipe")
+    ctx.previews[spec.key] = preview_samples(x, model)
     extractor = ctx.extractor(spec.features)
     cb = ctx.stage("features", 2)
     real = reference_features(spec.dataset, spec.reference_split, spec.n_reference, extractor, data_root=ctx.data_root,
@@ -259,6 +261,16 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     return Record(spec, OK, metrics, dict(result.ci), info, prov)
 
 
+PREVIEW_IMAGES, PREVIEW_POINTS = 64, 2000
+
+
+def preview_samples(x: torch.Tensor, model: GenerativeModel):
+    """The first 64 images as the uint8 an extractor sees, or the first 2,000 points (for sample figures)."""
+    if model.modality == IMAGES:
+        return images_to_uint8(x[:PREVIEW_IMAGES], model.sample_quantisation).numpy()
+    return x[:PREVIEW_POINTS].float().numpy()
+
+
 def pending_specs(specs: list[RunSpec], store: ResultsStore, rerun: bool = False) -> list[RunSpec]:
     """The specs a run must compute: all with ``rerun``, else those not already stored as ok."""
     done = set() if rerun else store.done_keys()
@@ -277,6 +289,9 @@ def run_specs(specs: list[RunSpec], store: ResultsStore, ctx: RunContext, rerun:
         ctx.event("spec_started", spec)
         rec = run_spec(spec, ctx)
         store.put(rec)
+        preview = ctx.previews.pop(spec.key, None)
+        if rec.status == OK:
+            store.put_preview(spec.key, preview)
         records.append(rec)
         report_record(rec, ctx)
     return records

@@ -3,7 +3,8 @@
 ``<out>/results.sqlite`` holds a ``records`` table (the record shown for each spec) and an
 ``attempts`` table (every record ever put, in order). Writes are single transactions in WAL mode
 with a busy timeout, so two ``genbench run`` processes writing the same store both finish and a
-killed process never leaves a half-written row. A failed or skipped attempt never replaces an
+killed process never leaves a half-written row. A ``previews`` table keeps a few samples per
+spec for the leaderboard's sample figures. A failed or skipped attempt never replaces an
 ok record (``--rerun`` of a spec that then fails keeps the ok one shown, both in ``attempts``).
 
 Readers (``genbench results``, ``compare``, ``check``, ``load_results``) open the file read-only
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS records (
     created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS previews (key TEXT PRIMARY KEY, npz BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     key TEXT NOT NULL,
@@ -174,6 +176,37 @@ class ResultsStore:
                 sql, args = sql + " WHERE key = ?", (key,)
             rows = con.execute(sql + " ORDER BY id", args).fetchall()
         return [record_from_dict(json.loads(r[0])) for r in rows]
+
+    def put_preview(self, key: str, samples) -> None:
+        """Keep a few samples of a spec (uint8 images N x C x H x W, or float points N x D) for the
+        leaderboard's sample figures; stored as an .npz blob (numpy arrays, no pickle)."""
+        if samples is None:
+            return
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, samples=np.asarray(samples))
+        with self._connect() as con:
+            con.execute("INSERT INTO previews VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET npz=excluded.npz",
+                        (key, buf.getvalue()))
+
+    def previews(self) -> dict:
+        """key -> the samples ``put_preview`` kept (empty for stores without any)."""
+        import io
+
+        import numpy as np
+
+        with self._connect() as con:
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'previews'").fetchone():
+                return {}
+            rows = con.execute("SELECT key, npz FROM previews").fetchall()
+        out = {}
+        for key, blob in rows:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+                out[key] = z["samples"]
+        return out
 
     def integrity_ok(self) -> bool:
         with self._connect() as con:

@@ -234,3 +234,39 @@ def test_frame_has_the_used_sizes_and_warnings(store_dir):
     gan = df[(df["model"] == "gan-mlp") & (df["dataset"] == "digits") & (df["status"] == OK)].iloc[0]
     assert (gan["n_fake"], gan["n_real"], gan["kid_subset_size"]) == (100, 100, 100)
     assert "rank-deficient" in gan["warnings"]
+
+
+def test_sample_figures_come_from_the_previews_the_store_keeps(store_dir):
+    import numpy as np
+
+    recs = board_records()
+    store = ResultsStore(store_dir)
+    rng = np.random.default_rng(0)
+    digits = next(r for r in recs if r.spec.sampler == "heun" and r.spec.steps == 16)
+    toy = next(r for r in recs if r.spec.dataset.startswith("toy2d") and r.spec.seed == 0 and r.spec.model == "flow-mlp")
+    store.put_preview(digits.key, rng.integers(0, 256, (64, 1, 8, 8), dtype=np.uint8))
+    store.put_preview(toy.key, rng.standard_normal((2000, 2)).astype(np.float32))
+    kept = ResultsStore(store_dir, create=False).previews()
+    assert kept[digits.key].dtype == np.uint8 and kept[digits.key].shape == (64, 1, 8, 8)
+    md = write_leaderboard_from_store(store_dir)[0].read_text()
+    grids = re.findall(r"\]\(([^)]+-samples-[^)]+\.png)\)", md)
+    assert len(grids) == 2 and any("heun-16" in g for g in grids) and any("flow-mlp-native" in g for g in grids)
+    assert all((store_dir / g).read_bytes()[:4] == b"\x89PNG" for g in grids)
+
+
+def test_a_run_keeps_64_uint8_samples_per_spec(tmp_path):
+    import numpy as np
+
+    from genbench.api import run_suite
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nruns:\n  - {datasets: [digits, toy2d:moons], models: [tiny]}\n"
+                     "settings: {n_samples: 80, n_reference: 80, metrics: [fid]}\n")
+    summary = run_suite(str(suite), out=tmp_path / "run", device="cpu", progress=False)
+    store = ResultsStore(tmp_path / "run", create=False)
+    kept = store.previews()
+    by_ds = {r.spec.dataset: kept[r.key] for r in store.records() if r.status == OK}
+    assert by_ds["digits"].dtype == np.uint8 and by_ds["digits"].shape == (64, 1, 8, 8)
+    assert by_ds["toy2d:moons"].shape == (80, 2)
+    md = summary.leaderboard.read_text()
+    assert len(re.findall(r"-samples-[^)]+\.png\)", md)) == 2

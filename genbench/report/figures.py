@@ -7,6 +7,8 @@ Per table (dataset x feature space):
   the diffusion-sampler papers (e.g. Karras et al. 2022, Fig. 2);
 * ``<slug>-precision-recall.png``: precision against recall, one point per row (Kynkäänniemi et
   al. 2019 plot models this way);
+* ``<slug>-samples-<model>-<sampler>-<steps>.png``: the samples a run kept per spec
+  (``ResultsStore.previews``: 64 images as uint8, or 2,000 points as a scatter);
 * a Pareto table: the rows no other row beats in both quality and cost, for cost = NFE and
   cost = seconds per 1,000 samples.
 
@@ -16,6 +18,8 @@ matplotlib draws with the Agg backend (no display needed); files are written ato
 from __future__ import annotations
 
 import io
+import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,7 +134,49 @@ def precision_recall_figure(rows: list["Row"], path: Path, title: str) -> bool:
     return True
 
 
-def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points: bool) -> dict[str, str]:
+def sample_grid_figure(samples, path: Path, title: str) -> None:
+    """uint8 images [N, C, H, W] as a square grid (grey or RGB), or 2-D points as a scatter."""
+    import numpy as np
+
+    plt = _pyplot()
+    if samples.ndim == 4:
+        n, c, h, w = samples.shape
+        cols = int(math.ceil(math.sqrt(n)))
+        rows = int(math.ceil(n / cols))
+        # [N, C, H, W] -> [rows * (H + 1), cols * (W + 1), C] with one-pixel gutters
+        grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 255, dtype=np.uint8)
+        for i in range(n):
+            r, q = divmod(i, cols)
+            grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = samples[i].transpose(1, 2, 0)
+        fig, ax = plt.subplots(figsize=(3.2, 3.4))
+        ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=255, interpolation="nearest")
+        ax.axis("off")
+    else:
+        fig, ax = plt.subplots(figsize=(3.2, 3.4))
+        ax.scatter(samples[:, 0], samples[:, 1], s=1.5, alpha=0.5)
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title, fontsize=7)
+    _save(fig, path)
+
+
+def sample_grids(rows: list["Row"], folder: Path, slug: str, previews: dict) -> list[str]:
+    """One sample figure per row with kept samples (per model, and per sampler and steps); Markdown images."""
+    from genbench.report.leaderboard import fmt
+
+    links = []
+    for r in sorted(rows, key=lambda r: (r.model, r.sampler, r.steps or 0)):
+        samples = previews.get(r.key)
+        if samples is None or samples.ndim not in (2, 4) or (samples.ndim == 2 and samples.shape[1] != 2):
+            continue
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{slug}-samples-{r.model}-{r.sampler}-{fmt(r.steps)}") + ".png"
+        what = f"{r.model} / {r.sampler}" + (f" @ {r.steps}" if r.steps is not None else "") + f" (seed {r.seeds[0]})"
+        sample_grid_figure(samples, folder / name, what)
+        links.append(f"![{what}]({folder.name}/{name})")
+    return links
+
+
+def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points: bool,
+                  previews: dict | None = None) -> dict[str, str]:
     """Write the figures of one table into ``folder``; returns Markdown (name -> lines) linking them."""
     out: dict[str, str] = {}
     quality = quality_metric(rows, points)
@@ -144,4 +190,8 @@ def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points
     png = folder / f"{slug}-precision-recall.png"
     if precision_recall_figure(rows, png, title):
         out["precision-recall"] = f"![precision against recall]({folder.name}/{png.name})"
+    grids = sample_grids(rows, folder, slug, previews or {})
+    if grids:
+        out["samples"] = "\n".join(["<details><summary>Samples (the first of each row's first seed)</summary>", ""]
+                                   + [g + "\n" for g in grids] + ["</details>"])
     return out

@@ -87,6 +87,7 @@ class Row:
     likelihood_kind: str | None = None
     label: str = ""
     nll_true: float | None = None  # toy data: the reference points' NLL under the true density
+    key: str = ""  # the record's key (the first seed's, for an aggregated row)
     members: list["Row"] = field(default_factory=list)  # the per-seed rows of an aggregated row
 
     def value(self, key: str) -> float | None:
@@ -107,7 +108,8 @@ def row_of_record(rec: Record) -> Row:
     return Row(s.dataset, feature_space(rec), s.model, s.family, s.sampler, s.steps, [s.seed],
                {k: v for k, v in rec.metrics.items() if _is_number(v)}, ci=dict(rec.ci), warnings=warnings,
                n_fake=p.get("n_fake"), n_real=p.get("n_real"), kid_subset_size=rec.info.get("kid_subset_size"),
-               likelihood_kind=rec.info.get("likelihood_kind"), label=s.label(), nll_true=rec.info.get("nll_true_density"))
+               likelihood_kind=rec.info.get("likelihood_kind"), label=s.label(), nll_true=rec.info.get("nll_true_density"),
+               key=rec.key)
 
 
 def rows_of_frame(df: pd.DataFrame) -> list[Row]:
@@ -165,9 +167,10 @@ def aggregate_rows(rows: list[Row]) -> Row:
         if len(vals) > 1:
             std[k] = math.sqrt(sum((v - mean[k]) ** 2 for v in vals) / (len(vals) - 1))
     warnings = list(dict.fromkeys(w for r in rows for w in r.warnings))
+    first = min(rows, key=lambda r: r.seeds)
     return Row(first.dataset, first.space, first.model, first.family, first.sampler, first.steps,
                sorted(s for r in rows for s in r.seeds), mean, std, {}, warnings, first.n_fake, first.n_real,
-               first.kid_subset_size, first.likelihood_kind, first.label, first.nll_true,
+               first.kid_subset_size, first.likelihood_kind, first.label, first.nll_true, first.key,
                members=sorted(rows, key=lambda r: r.seeds))
 
 
@@ -437,12 +440,14 @@ def render_markdown(records: list[Record], suite_name: str, primary: str, descri
     return "\n".join(parts)
 
 
-def write_leaderboard(records: list[Record], suite: Any, stem: Path, csv: bool = True, figures: bool = True) -> Path:
-    """Write ``stem.md`` (and ``stem.csv``, and figures in ``stem_figures/``) atomically; returns the Markdown path."""
+def write_leaderboard(records: list[Record], suite: Any, stem: Path, csv: bool = True, figures: bool = True,
+                      run_dir: Path | str | None = None) -> Path:
+    """Write ``stem.md`` (and ``stem.csv``, and figures in ``stem_figures/``) atomically; returns the
+    Markdown path. Sample figures come from the store in ``run_dir`` (default: beside ``stem``)."""
     from genbench.store import records_to_frame
 
     stem = Path(stem)
-    links = write_figures(records, stem, suite.primary_metric) if figures else {}
+    links = write_figures(records, stem, suite.primary_metric, stored_previews(run_dir or stem.parent)) if figures else {}
     md = render_markdown(records, suite.name, suite.primary_metric, suite.description, links)
     atomic_write_bytes(stem.with_suffix(".md"), md.encode())
     if csv:
@@ -451,7 +456,15 @@ def write_leaderboard(records: list[Record], suite: Any, stem: Path, csv: bool =
     return stem.with_suffix(".md")
 
 
-def write_figures(records: list[Record], stem: Path, primary: str) -> dict[tuple[str, str], dict[str, str]]:
+def stored_previews(run_dir: Path | str) -> dict:
+    """The samples a run kept per spec (``ResultsStore.previews``); empty where there is no store."""
+    from genbench.store import ResultsStore, store_path
+
+    path = store_path(run_dir)
+    return ResultsStore(path, create=False).previews() if path.is_file() else {}
+
+
+def write_figures(records: list[Record], stem: Path, primary: str, previews: dict | None = None) -> dict[tuple[str, str], dict[str, str]]:
     """Figures and Pareto tables of every table group into ``stem_figures/``; Markdown lines per group."""
     from genbench.report.figures import group_figures
 
@@ -459,7 +472,7 @@ def write_figures(records: list[Record], stem: Path, primary: str) -> dict[tuple
     folder = stem.parent / f"{stem.name}_figures"
     for (ds, space), rows in table_groups(records).items():
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{ds}-{space}").strip("_")
-        lines = group_figures(rows, folder, slug, f"{ds} — features {space}", is_points(ds, rows))
+        lines = group_figures(rows, folder, slug, f"{ds} — features {space}", is_points(ds, rows), previews or {})
         if lines:
             out[(ds, space)] = lines
     return out
@@ -499,5 +512,5 @@ def write_leaderboard_from_store(run_dir: Path | str, publish_dir: Path | str | 
     written = [write_leaderboard(records, suite, path.parent / "leaderboard")]
     if publish_dir is not None:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", suite.name) or "leaderboard"
-        written.append(write_leaderboard(records, suite, Path(publish_dir) / stem))
+        written.append(write_leaderboard(records, suite, Path(publish_dir) / stem, run_dir=path.parent))
     return written
