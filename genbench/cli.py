@@ -186,12 +186,75 @@ def eval_cmd(
 @handle_errors
 def results(
     run_dir: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
-    fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    fmt: Format = typer.Option(Format.table, "--format", help="Output format (parquet needs --out and pyarrow)."),
+    aggregate: Aggregate = typer.Option(Aggregate.none, "--aggregate", help="seeds: one row per configuration, each metric's mean ± std across seeds (as the leaderboard shows it)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
-    """Print what a run stored. Example: genbench results genbench-runs/default --format markdown"""
-    from genbench.report.tables import render_results
+    """Print what a run stored. Example: genbench results genbench-runs/default --aggregate seeds --format latex"""
+    if fmt is Format.parquet and out is None:
+        raise UsageError("--format parquet writes a binary file: add --out FILE.parquet")
+    if aggregate is Aggregate.none and fmt is not Format.parquet:
+        from genbench.report.tables import render_results
 
-    typer.echo(render_results(run_dir, fmt.value))
+        return _emit(render_results(run_dir, fmt.value), out)
+    from genbench.report.tables import aggregate_seeds, frame_to_parquet
+    from genbench.store import load_results
+
+    df = load_results(run_dir)
+    df = aggregate_seeds(df) if aggregate is Aggregate.seeds else df
+    if fmt is Format.parquet:
+        frame_to_parquet(df, out)
+        typer.echo(f"{len(df)} rows written to {out}", err=True)
+    elif fmt in (Format.markdown, Format.latex):  # these formats show mean ± std across seeds already
+        from genbench.report.tables import render_results
+
+        _emit(render_results(run_dir, fmt.value), out)
+    elif fmt is Format.csv:
+        _emit(df.to_csv(index=False), out)
+    elif fmt is Format.json:
+        _emit(df.to_json(orient="records", indent=1), out)
+    else:
+        _emit(seed_table(df), out)
+
+
+def seed_table(agg) -> str:
+    """An ``aggregate_seeds`` frame for the terminal: each metric as ``mean ± std`` across seeds."""
+    from genbench.report.tables import SEED_STD_SUFFIX
+
+    if agg.empty:
+        return "(no ok records)"
+    metrics = [c for c in agg.columns if c + SEED_STD_SUFFIX in agg.columns]
+    shown = agg[[c for c in agg.columns if c not in metrics and not c.endswith(SEED_STD_SUFFIX)]].copy()
+    for m in metrics:
+        std = agg[m + SEED_STD_SUFFIX]
+        shown[m] = [("–" if v != v else f"{v:.4g}" + ("" if s != s else f" ± {s:.2g}")) for v, s in zip(agg[m], std)]
+    drop = [c for c in ("suite", "family", "weights_sha256") if c in shown.columns]
+    shown = shown.drop(columns=drop).astype(object)
+    return shown.where(shown.notna(), "–").to_string(index=False)
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        typer.echo(text)
+        return
+    from genbench.cache import atomic_write_bytes
+
+    atomic_write_bytes(out, (text.rstrip("\n") + "\n").encode())
+    typer.echo(f"written to {out}", err=True)
+
+
+@app.command()
+@handle_errors
+def leaderboard(
+    run_dir: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
+    publish: bool = typer.Option(False, "--publish", help="Also write <publish-dir>/<suite>.md, .csv and figures."),
+    publish_dir: Path = typer.Option(Path("leaderboards"), "--publish-dir", help="Where --publish writes."),
+) -> None:
+    """Regenerate a run's leaderboard (Markdown, CSV, figures) from its store, rerunning nothing. Example: genbench leaderboard genbench-runs/default --publish"""
+    from genbench.report.leaderboard import write_leaderboard_from_store
+
+    for path in write_leaderboard_from_store(run_dir, publish_dir if publish else None):
+        typer.echo(f"leaderboard: {path}", err=True)
 
 
 def plural(n: int, word: str) -> str:

@@ -74,13 +74,14 @@ def run_suite(suite: str | Suite = "default", out: Path | str | None = None, dev
 
 def _summarise(s: Suite, plan, out_dir: Path, store: ResultsStore, ran: int, publish: bool,
                publish_dir: Path | str) -> RunSummary:
-    from genbench.report.leaderboard import write_leaderboard
+    from genbench.report.leaderboard import collect_warnings, write_leaderboard
 
     keys = {sp.key for sp in plan.specs}
-    stored = store.records()
+    stored = store.records()  # the leaderboard shows the whole store: other seeds and suites kept there stay on it
     summary = RunSummary(s.name, out_dir, [r for r in stored if r.key in keys], reused=len(plan.specs) - ran, ran=ran,
                          notes=list(plan.notes))
-    summary.leaderboard = write_leaderboard(stored, s, out_dir / "leaderboard")
+    summary.warnings = collect_warnings(summary.records)
+    summary.leaderboard = write_leaderboard(stored, s, out_dir / "leaderboard", run_dir=out_dir)
     if publish:
-        summary.published = [write_leaderboard(stored, s, Path(publish_dir) / s.name, csv=True)]
+        summary.published = [write_leaderboard(stored, s, Path(publish_dir) / s.name, csv=True, run_dir=out_dir)]
     return summary
