@@ -104,9 +104,11 @@ def test_best_value_per_column_is_bold_and_rows_sorted_by_fid_on_images():
 def test_toy_tables_sort_by_a_metric_that_sees_the_modes_and_aggregate_seeds():
     md = render_markdown(board_records(), "unit", "fid")
     toy = section(md, "## toy2d:8gaussians")
-    assert "Sorted by `nll` ↓" in toy
+    assert "Sorted by `coverage` ↑" in toy  # the GAN has no NLL: coverage ranks every row
     rows = table_rows(toy.split("<details>")[0])
-    assert [r[0] for r in rows][:2] == ["flow-mlp", "gan-mlp"]  # the GAN has the lowest FID but no NLL
+    assert [r[0] for r in rows][:2] == ["flow-mlp", "gan-mlp"]  # the GAN has the lowest FID but covers fewer modes
+    only_nll = [r for r in board_records() if r.spec.model == "flow-mlp"]
+    assert "Sorted by `nll` ↓" in render_markdown(only_nll, "unit", "fid")
     flow = rows[0]
     assert flow[4] == "3 (0, 1, 2)"  # seeds column
     assert "1.3 ± 0.1" in " ".join(flow)  # mean ± std (ddof 1) across seeds

@@ -120,9 +120,14 @@ def results_to_latex(df: pd.DataFrame) -> str:
 
 
 def sort_key(df: pd.DataFrame) -> str | None:
+    """As the leaderboard sorts: FID on images; on 2-D points NLL or coverage, whichever ranks more rows."""
     cols = [c for c in df.columns if df[c].notna().any()]
     points = str(df["dataset"].iloc[0]).startswith("toy2d:") or "nll" in cols
-    for key in (("nll", "coverage", "fid") if points else ("fid", "fd_inf", "kid_mean")):
+    if points:
+        count = {k: int(df[k].notna().sum()) for k in ("nll", "coverage") if k in cols}
+        if count:
+            return max(count, key=lambda k: count[k])
+    for key in ("fid", "fd_inf", "kid_mean"):
         if key in cols:
             return key
     return None

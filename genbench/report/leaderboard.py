@@ -271,13 +271,15 @@ def metric_columns(rows: list[Row]) -> list[str]:
 
 def sort_metric(dataset: str, rows: list[Row], primary: str) -> str:
     """FID (the suite's primary metric) on images; on toy 2-D points a metric that sees the modes:
-    NLL where the models have one, else coverage (a Fréchet distance of 2-D points compares only
+    NLL when every row has one, else coverage (a Fréchet distance of 2-D points compares only
     means and covariances)."""
     have = {k for r in rows for k in r.metrics}
     if is_points(dataset, rows):
-        for key in ("nll", "coverage", "recall"):
-            if key in have:
-                return key
+        # the mode-seeing metric that ranks the most rows (NLL first; GANs and EBMs have none, coverage all)
+        count = {k: sum(r.value(k) is not None for r in rows) for k in ("nll", "coverage", "recall")}
+        best = max(count, key=lambda k: count[k])
+        if count[best]:
+            return best
     return primary if primary in have else ("fid" if "fid" in have else primary)
 
 
