@@ -112,6 +112,7 @@ def test_toy_tables_sort_by_a_metric_that_sees_the_modes_and_aggregate_seeds():
     flow = rows[0]
     assert flow[4] == "3 (0, 1, 2)"  # seeds column
     assert "1.3 ± 0.1" in " ".join(flow)  # mean ± std (ddof 1) across seeds
+    assert "0.02 ± 0.01" in flow  # FID 0.01, 0.02, 0.03 over seeds
     assert "exact" in flow  # likelihood kind beside the NLL
     assert "<details><summary>Each seed</summary>" in toy and "1.1 nats" in toy
 
@@ -136,15 +137,19 @@ def test_collect_warnings_from_records_and_from_a_frame_agree(store_dir):
     from_records = collect_warnings(board_records())
     from_frame = collect_warnings(load_results(store_dir))
     assert sorted(from_records) == sorted(from_frame)
-    gan = "digits | gan-mlp | native | seed 0: "
-    assert any(w.startswith(gan + "rank-deficient") for w in from_records)
-    assert any(w.startswith(gan + "KID has no ±") for w in from_records)
-    assert any(w.startswith(gan + "fid: the estimate lies outside") for w in from_records)
+    gan = " (digits | gan-mlp | native | seed 0)"
+    assert any(w.startswith("rank-deficient") and w.endswith(gan) for w in from_records)
+    assert any(w.startswith("KID has no ±") and w.endswith(gan) for w in from_records)
+    assert any(w.startswith("fid: the estimate lies outside") and w.endswith(gan) for w in from_records)
     assert any(w.startswith("digits (domain:digits (weights aaaaaaaaaaaa)): results compared at different numbers of KID")
                for w in from_records)
     assert len(from_records) == 4
     mixed = board_records() + [rec(spec(sampler="heun", steps=32), {"fid": 1.0}, n_fake=500)]
     assert any("different numbers of generated samples" in w for w in collect_warnings(mixed))
+    # one line per distinct warning, naming the records that carry it
+    many = [rec(spec(sampler="euler", steps=k), {"fid": 1.0}, info={"warnings": ["same note"]}) for k in range(1, 6)]
+    assert collect_warnings(many) == ["same note (digits | diffusion-mlp | euler@1 | seed 0; digits | diffusion-mlp | "
+                                      "euler@2 | seed 0; digits | diffusion-mlp | euler@3 | seed 0; and 2 more)"]
 
 
 def test_pareto_front_in_quality_and_nfe():

@@ -58,6 +58,11 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def fmt_spread(v: float) -> str:
+    """A std across seeds to two significant digits (more would be noise)."""
+    return "0" if v == 0 else f"{v:.2g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.1e}"
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(float(v))
 
@@ -222,9 +227,8 @@ def cell_warnings(row: Row) -> dict[str, list[str]]:
     for k in excluded_by_interval(row):
         out[k].append(f"{k}: the estimate lies outside its own 95% bootstrap interval (resampling bias); "
                       "read the interval as spread, not as a confidence interval for the estimate")
-    for member in row.members:
-        for k, ws in cell_warnings(member).items():
-            out[k] += [w for w in ws if w not in out[k]]
+    for member in row.members:  # a seed's own notes; its intervals and subset spreads show in the per-seed table
+        out["model"] += [w for w in cell_warnings(member)["model"] if w not in out["model"]]
     return out
 
 
@@ -240,9 +244,10 @@ def table_warnings(rows: list[Row]) -> list[str]:
     return warn_if_different_n([{"n1": r.n_fake, "n2": r.n_real, "kid_subset_size": r.kid_subset_size} for r in flat])
 
 
-def collect_warnings(records_or_df: Iterable[Record] | pd.DataFrame) -> list[str]:
-    """Every warning of a set of records (or of a ``records_to_frame`` DataFrame) as one line each:
-    ``"<spec label>: <warning>"`` per record, ``"<dataset> (<features>): <warning>"`` per table."""
+def collect_warnings(records_or_df: Iterable[Record] | pd.DataFrame, max_labels: int = 3) -> list[str]:
+    """Every warning of a set of records (or of a ``records_to_frame`` DataFrame), one line per
+    distinct warning: ``"<dataset> (<features>): <warning>"`` for a table, ``"<warning> (<spec
+    label>; ...)"`` naming the records that carry it (the first ``max_labels``, then how many more)."""
     if isinstance(records_or_df, pd.DataFrame):
         rows = rows_of_frame(records_or_df)
         groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
@@ -250,12 +255,16 @@ def collect_warnings(records_or_df: Iterable[Record] | pd.DataFrame) -> list[str
             groups[(r.dataset, r.space)].append(r)
     else:
         groups = table_groups(list(records_or_df))
-    lines = []
+    lines, carriers = [], defaultdict(list)
     for (ds, space), rows in sorted(groups.items()):
         lines += [f"{ds} ({space}): {w}" for w in table_warnings(rows)]
         for row in rows:
             for member in row.members or [row]:
-                lines += [f"{member.label}: {w}" for w in row_warnings(member)]
+                for w in row_warnings(member):
+                    carriers[w].append(member.label)
+    for w, labels in carriers.items():
+        shown = "; ".join(labels[:max_labels]) + (f"; and {len(labels) - max_labels} more" if len(labels) > max_labels else "")
+        lines.append(f"{w} ({shown})")
     return list(dict.fromkeys(lines))
 
 
@@ -314,7 +323,7 @@ def cell(row: Row, key: str) -> str:
     text = fmt(row.metrics.get(key))
     if len(row.seeds) > 1:
         if key in row.seed_std:
-            text += f" ± {fmt(row.seed_std[key])}"
+            text += f" ± {fmt_spread(row.seed_std[key])}"
         return text
     paired = PAIRED_STD.get(key)
     if paired in row.metrics and not (key == "kid_mean" and kid_has_no_spread(row)):
