@@ -334,11 +334,11 @@ def check(
 @handle_errors
 def ls_cmd(kind: str = typer.Argument(..., metavar="KIND", help=f"What to list: {', '.join(KINDS)}.")) -> None:
     """List what is registered, one line each. Example: genbench ls samplers"""
+    from genbench.listing import cached_listing
     from genbench.registry import check_choice
-    from genbench.report.tables import listing
 
     check_choice(kind, list(KINDS), "kind to list")
-    for name, desc in listing(kind):
+    for name, desc in cached_listing(kind):
         typer.echo(f"{name:<24} {desc}")
 
 
