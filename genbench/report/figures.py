@@ -161,14 +161,13 @@ def sample_grid_figure(samples, path: Path, title: str) -> None:
 
 def sample_grids(rows: list["Row"], folder: Path, slug: str, previews: dict) -> list[str]:
     """One sample figure per row with kept samples (per model, and per sampler and steps); Markdown images."""
-    from genbench.report.leaderboard import fmt
-
     links = []
     for r in sorted(rows, key=lambda r: (r.model, r.sampler, r.steps or 0)):
         samples = previews.get(r.key)
         if samples is None or samples.ndim not in (2, 4) or (samples.ndim == 2 and samples.shape[1] != 2):
             continue
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{slug}-samples-{r.model}-{r.sampler}-{fmt(r.steps)}") + ".png"
+        steps = f"-{r.steps}" if r.steps is not None else ""
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{slug}-samples-{r.model}-{r.sampler}{steps}") + ".png"
         what = f"{r.model} / {r.sampler}" + (f" @ {r.steps}" if r.steps is not None else "") + f" (seed {r.seeds[0]})"
         sample_grid_figure(samples, folder / name, what)
         links.append(f"![{what}]({folder.name}/{name})")
@@ -192,6 +191,6 @@ def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points
         out["precision-recall"] = f"![precision against recall]({folder.name}/{png.name})"
     grids = sample_grids(rows, folder, slug, previews or {})
     if grids:
-        out["samples"] = "\n".join(["<details><summary>Samples (the first of each row's first seed)</summary>", ""]
-                                   + [g + "\n" for g in grids] + ["</details>"])
+        out["samples"] = "\n".join(["<details><summary>Samples (the first of each row's first seed)</summary>", "",
+                                    " ".join(grids), "", "</details>"])
     return out
