@@ -82,7 +82,7 @@ def _arrow(mk) -> str:
 # Seeds, parquet
 
 
-CONFIG_COLUMNS = ["suite", "dataset", "features", "weights_sha256", "model", "family", "sampler", "steps"]
+CONFIG_COLUMNS = ["dataset", "features", "weights_sha256", "model", "family", "sampler", "steps"]  # the suite is not hashed
 SEED_STD_SUFFIX = "_seed_std"
 
 
@@ -99,7 +99,10 @@ def aggregate_seeds(df):
     ok = df[df["status"] == "ok"] if "status" in df.columns else df
     by = [c for c in CONFIG_COLUMNS if c in ok.columns]
     skip = set(FRAME_INFO_COLUMNS) | {c for c in ok.columns if c.endswith(("_ci_low", "_ci_high"))}
-    metrics = [c for c in ok.columns if c not in skip and pd.api.types.is_numeric_dtype(ok[c])]
+    from genbench.report.leaderboard import COLUMN_ORDER
+
+    numeric = [c for c in ok.columns if c not in skip and pd.api.types.is_numeric_dtype(ok[c])]
+    metrics = [c for c in COLUMN_ORDER if c in numeric] + sorted(set(numeric) - set(COLUMN_ORDER))
     grouped = ok.groupby(by, dropna=False, sort=True)
     mean = grouped[metrics].mean()
     std = grouped[metrics].std(ddof=1).add_suffix(SEED_STD_SUFFIX)
