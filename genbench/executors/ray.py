@@ -4,6 +4,8 @@
 local Ray. Each task trains/loads, samples and evaluates one spec and returns its Record as a
 dict; records are stored as they arrive, so an interrupted sweep resumes like a local one.
 Workers share the checkpoint and reference caches when ``GENBENCH_CACHE`` points to shared storage.
+The driver writes the ``--log-json`` events: ``spec_started`` when a task is submitted and
+``evaluated``/``failed``/``skipped`` when its record arrives (the workers' stages are not logged).
 """
 
 from __future__ import annotations
