@@ -30,8 +30,10 @@ def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise:
     sigma with rtol = atol = 1e-4, then, when the schedule ends in 0, one Euler step to 0
     (x = D(x; sigma_last)); a schedule with one positive sigma is thus a single Euler step. The
     solver chooses the steps, so the NFE (counted by the wrapper: about 6 per accepted step, 2 to
-    pick the first step and 1 final) varies; the step sizes are shared by the whole batch, so a
-    sample can differ, within the tolerance, with the batch it is drawn in. ``noise`` is unused.
+    pick the first step and 1 final) varies from batch to batch: a run records the mean per sample
+    (``nfe``) and the largest batch's count (``nfe_max`` in the record's info). The step sizes are
+    shared by the whole batch, so a sample can differ, within the tolerance, with the batch it is
+    drawn in. ``noise`` is unused.
     """
     from torchdiffeq import odeint
 
