@@ -179,7 +179,8 @@ def clean_fid_cases(f: dict, device: str) -> list[Case]:
     def kid() -> Values:
         np.random.seed(2020)
         m = kid_subset_size(f)
-        return {"kid_mean": cleanfid.kernel_distance(f["fake"].numpy(), f["real"].numpy(), num_subsets=100, max_subset_size=m)}
+        kid = cleanfid.kernel_distance(f["fake"].numpy(), f["real"].numpy(), num_subsets=100, max_subset_size=m)
+        return {"kid_mean": kid}
 
     return [
         Case("fid", "clean-fid", genbench_runner(["fid"], f, device), fid),
