@@ -10,7 +10,8 @@ N(0, I) (the paper learns it; stated difference). ``additive: true`` selects add
 Pixels are uniformly dequantised and scaled to [-0.5, 0.5] as in the paper; ``log_likelihood``
 is the exact density of the dequantised data on [-1, 1] (kind ``exact``). Sampling is one inverse
 pass (NFE 1) from latents z ~ N(0, T^2 I) with T = ``temperature`` (the paper's reduced-temperature
-sampling, 0.7 in its figures); the temperature goes into the recipe (so into the run's hash) and
+sampling, 0.7 in its figures), giving dequantised pixels that the runner floors back to 8 bits
+(``sample_quantisation = "floor"``); the temperature goes into the recipe (so into the run's hash) and
 into each result's train report. ``n_levels`` squeezes need H and W divisible by 2^n_levels
 (8x8: n_levels <= 3; 28x28: <= 2).
 """

@@ -12,8 +12,8 @@ from the data's per-coordinate spread (``initialise_scaling``), like Glow's ActN
 Points are modelled directly (density in nats). Images are flattened; 8-bit pixels are uniformly
 dequantised on [-1, 1] (the paper rescales to [0, 1] with noise of width 1/256: the same up to an
 affine map) and ``log_likelihood`` is the exact density of the dequantised data on [-1, 1]
-(kind ``exact``). Sampling is one inverse pass (NFE 1); image samples fall into bins
-floor((x + 1) 128).
+(kind ``exact``). Sampling is one inverse pass (NFE 1); image samples are dequantised pixels
+(clamped to [-1, 1]), which the runner floors back to 8 bits (``sample_quantisation = "floor"``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.data.base import IMAGES, Samples
+from genbench.data.base import FLOOR, IMAGES, Samples
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
-from genbench.models.nets.flow_layers import floor_to_8bit_grid
 from genbench.models.nets.mlp import MLP
 from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
 from genbench.registry import check_choice
@@ -73,6 +72,7 @@ class NICE(GenerativeModel):
 
     family = "nice"
     likelihood_kind = "exact"
+    sample_quantisation = FLOOR  # images: trained on uniformly dequantised pixels, samples fill the bins
 
     def __init__(self, data_shape, modality, num_classes=None, n_couplings: int = 4, hidden: int = 256, depth: int = 4,
                  prior: str = "logistic"):
@@ -136,7 +136,7 @@ class NICE(GenerativeModel):
         self.log_scale.copy_(math.log(prior_std) - torch.log(flat.std(0).clamp(min=0.05)))
 
     @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
         """Exact log-density in nats per example (images: at the caller's dequantised x)."""
         return self.log_prob(x)
 
@@ -154,5 +154,5 @@ class NICE(GenerativeModel):
         net = CountingDenoiser(lambda z_, _: self.from_latent(z_))
         x = net(z, None)
         if self.modality == IMAGES:
-            x = floor_to_8bit_grid(x)
+            x = x.clamp(-1.0, 1.0)  # dequantised pixels; the runner floors them back to 8 bits
         return x.reshape(len(noise), *self.data_shape), float(net.calls)

@@ -10,7 +10,8 @@ which is deterministic and identical in training and evaluation.
 
 Pixels are uniformly dequantised and logit-transformed (section 4.1, alpha = ``logit_alpha``);
 ``log_likelihood`` is the exact density of the dequantised data on [-1, 1] (kind ``exact``).
-Sampling is one inverse pass (NFE 1); samples fall into dequantisation bins, floor((x + 1) 128).
+Sampling is one inverse pass (NFE 1); samples are dequantised pixels, floored back to 8 bits by
+the runner (``sample_quantisation = "floor"``).
 ``n_scales`` scales squeeze n_scales - 1 times, so H and W must be divisible by 2^(n_scales - 1)
 and keep at least 2x2 pixels for the last checkerboard (8x8: n_scales <= 3; 28x28: <= 3).
 """

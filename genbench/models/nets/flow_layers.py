@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.data.base import IMAGES, Samples
+from genbench.data.base import FLOOR, IMAGES, Samples
 from genbench.models.base import NATIVE, GenerativeModel, Progress, TrainBudget
+from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
 from genbench.registry import check_choice
 from genbench.samplers.base import CountingDenoiser
 from genbench.seeding import SeededNoise
@@ -314,13 +315,6 @@ def from_logit(y: torch.Tensor, alpha: float) -> torch.Tensor:
     return 2 * (torch.sigmoid(y) - alpha) / (1 - 2 * alpha) - 1
 
 
-def floor_to_8bit_grid(x: torch.Tensor) -> torch.Tensor:
-    """Continuous [-1, 1] values -> the 8-bit level whose dequantisation bin holds them, k = floor((x + 1) 128),
-    returned on the grid k / 127.5 - 1 (a flow trained on (k + U) / 128 - 1 samples into those bins)."""
-    k = torch.floor((x + 1) * 128).clamp(0, 255)
-    return k / 127.5 - 1
-
-
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -354,6 +348,7 @@ class ImageFlowFamily(GenerativeModel):
     likelihood_kind = "exact"
     modalities = (IMAGES,)
     preprocessing = "logit"
+    sample_quantisation = FLOOR  # trained on uniformly dequantised pixels: samples fill the bins
 
     def __init__(self, data_shape, modality, num_classes=None, **config):
         super().__init__(data_shape, modality, num_classes, **config)
@@ -384,8 +379,6 @@ class ImageFlowFamily(GenerativeModel):
     def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,
             progress: Progress | None = None) -> dict[str, float]:
         """Maximum likelihood of uniformly dequantised pixels with Adam (gradient norm clipped at 50)."""
-        from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
-
         init_parameters(self, generator)
         initialise_flow(self, generator)
         x = data.x.to(self.device).float()
@@ -399,7 +392,7 @@ class ImageFlowFamily(GenerativeModel):
         return {**report, "temperature": self.sampling_temperature()}
 
     @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
         """Exact log-density in nats per example at already-dequantised x (the caller dequantises)."""
         return self.log_prob(x)
 
@@ -409,5 +402,6 @@ class ImageFlowFamily(GenerativeModel):
         z = self.sampling_temperature() * noise.randn(math.prod(self.data_shape)).to(self.device)
         # one inverse pass, counted by wrapping it
         net = CountingDenoiser(lambda z_, _: self.flow.from_latent(z_))
-        x = self.from_flow_space(net(z, None))
-        return floor_to_8bit_grid(x).reshape(len(noise), *self.data_shape), float(net.calls)
+        # dequantised pixels in [-1, 1] (Glow's affine map can overshoot: clamped); the runner floors them
+        x = self.from_flow_space(net(z, None)).clamp(-1.0, 1.0)
+        return x.reshape(len(noise), *self.data_shape), float(net.calls)

@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from genbench.data.base import IMAGES, Samples
+from genbench.data.base import IMAGES, Samples, dequantised_to_uint8
 from genbench.errors import UsageError
 from genbench.models.base import NATIVE, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.training import init_parameters, train_with_adam
@@ -38,8 +38,8 @@ def levels_of_grid_images(x: torch.Tensor) -> torch.Tensor:
 
 
 def levels_of_dequantised(x: torch.Tensor) -> torch.Tensor:
-    """Dequantised x = (k + U[0, 1)) / 128 - 1 -> k = floor((x + 1) 128) clamped to 0..255."""
-    return torch.floor((x + 1) * 128).clamp(0, N_LEVELS - 1).long()
+    """Dequantised x = (k + U[0, 1)) / 128 - 1 -> k = floor((x + 1) 128) clamped to 0..255 (in float64)."""
+    return dequantised_to_uint8(x).long()
 
 
 def levels_to_images(k: torch.Tensor) -> torch.Tensor:
@@ -115,7 +115,7 @@ class PixelAutoregressive(GenerativeModel):
         return train_with_adam(self, nll, k, budget, generator, progress, grad_clip=10.0)
 
     @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
         """log P(u) + D ln 128 at the levels u = floor((x + 1) 128) of the caller's dequantised x."""
         return self.log_prob_levels(levels_of_dequantised(x.to(self.device))) + self.d * math.log(128.0)
 
