@@ -256,7 +256,7 @@ def add_intervals(result: MetricResult, computed: list, options: MetricOptions) 
                 values[key], torch.tensor(replicates[key], dtype=torch.float64), len(inputs.x),
                 options.ci_level, bias_corrected,
             )
-            result.ci[key] = ci
+            result.ci[key] = ci = clip(ci, KEYS[key].bounds)
             if inputs.stats is not None:
                 result.warnings.append(
                     f"{key}: the reference is given as statistics, so its interval covers the generated "
@@ -265,6 +265,16 @@ def add_intervals(result: MetricResult, computed: list, options: MetricOptions) 
             if bias_corrected:
                 result.info[f"{key}_bias"] = bias
                 result.warnings += interval_warning(key, values[key], ci, bias)
+
+
+def clip(interval: tuple[float, float], bounds: tuple[float | None, float | None]) -> tuple[float, float]:
+    """The interval within the value's range (FID's population value is >= 0: a normal interval need not be)."""
+    lo, hi = interval
+    if bounds[0] is not None:
+        lo, hi = max(lo, bounds[0]), max(hi, bounds[0])
+    if bounds[1] is not None:
+        lo, hi = min(lo, bounds[1]), min(hi, bounds[1])
+    return lo, hi
 
 
 def halve(inputs: GroupInputs, generator: torch.Generator) -> GroupInputs:
