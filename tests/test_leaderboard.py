@@ -277,3 +277,13 @@ def test_a_run_keeps_64_uint8_samples_per_spec(tmp_path):
     assert by_ds["toy2d:moons"].shape == (80, 2)
     md = summary.leaderboard.read_text()
     assert len(re.findall(r"-samples-[^)]+\.png\)", md)) == 2
+
+
+def test_a_figure_that_cannot_be_drawn_costs_nothing_but_itself(store_dir, monkeypatch):
+    def broken(*a, **k):
+        raise ValueError("no backend")
+
+    monkeypatch.setattr("genbench.report.figures.quality_nfe_figure", broken)
+    md = write_leaderboard_from_store(store_dir)[0].read_text()
+    assert "figures of this table could not be drawn (ValueError: no backend)" in md
+    assert "| diffusion-mlp" in md and "## Provenance" in md

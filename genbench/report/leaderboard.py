@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from genbench.cache import atomic_write_bytes, content_key
+from genbench.cache import UnwritableError, WriteFailure, atomic_write_bytes, content_key
 from genbench.spec import OK, Record
 
 COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "bpd", "nll",
@@ -483,7 +483,12 @@ def write_figures(records: list[Record], stem: Path, primary: str, previews: dic
     folder = stem.parent / f"{stem.name}_figures"
     for (ds, space), rows in table_groups(records).items():
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{ds}-{space}").strip("_")
-        lines = group_figures(rows, folder, slug, f"{ds} — features {space}", is_points(ds, rows), previews or {})
+        try:
+            lines = group_figures(rows, folder, slug, f"{ds} — features {space}", is_points(ds, rows), previews or {})
+        except (WriteFailure, UnwritableError):
+            raise  # the disk, not the figure
+        except Exception as e:  # noqa: BLE001 - a figure that cannot be drawn must not cost the tables
+            lines = {"error": f"> figures of this table could not be drawn ({type(e).__name__}: {e})"}
         if lines:
             out[(ds, space)] = lines
     return out
