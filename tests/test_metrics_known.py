@@ -292,6 +292,14 @@ def test_fid_interval_is_centred_on_the_bias_corrected_estimate():
     assert same.ci["fid"][0] == 0.0 < same.ci["fid"][1] < same.values["fid"]
 
 
+def test_sets_too_small_to_halve_get_no_interval_and_a_reason():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 3, generator=g), torch.randn(7, 3, generator=g)
+    result = evaluate_features(["fid", "precision", "recall"], {"pool": x}, {"pool": y}, MetricOptions(bootstrap=5))
+    assert set(result.values) == {"fid", "precision", "recall"} and set(result.ci) == {"fid"}
+    assert any("no interval for precision, recall: half of each set is too small" in w for w in result.warnings)
+
+
 def test_interval_from_statistics_says_it_covers_the_generated_set_only():
     fake, real = small_sets()
     stats = fid.reference_statistics(real["pool"])
