@@ -250,6 +250,9 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
                 chosen, own_steps = [NATIVE if NATIVE in supported else supported[0]], None
                 notes.append(f"{where}: {model} ({recipe.family}) supports none of the samplers {', '.join(wanted or [])}; "
                              f"it runs with its own {chosen[0]!r} sampler")
+            if own_steps and all(_default_steps(family, x, recipe.config) is None for x in chosen):
+                notes.append(f"{where}: {model} ({recipe.family}) samples with {', '.join(map(repr, chosen))}, "
+                             f"which take(s) no steps; steps {own_steps} do not apply to it")
             for sampler in chosen:
                 default = _default_steps(family, sampler, recipe.config)
                 steps_list = [None] if default is None else (own_steps or [default])

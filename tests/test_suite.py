@@ -120,6 +120,10 @@ def test_model_that_fits_no_listed_sampler_runs_native_and_is_noted(tmp_path):
         ("diffusion", "euler", 4), ("diffusion", "euler", 8), ("tiny", "native", None)]
     (note,) = plan.notes
     assert "tiny" in note and "'native'" in note and "euler" in note
+    # steps for a sampler that takes none are noted, not silently dropped
+    p = write(tmp_path, "s.yaml", "runs:\n  - {datasets: [toy2d:moons], models: [tiny], steps: [4]}\n")
+    plan = plan_suite(load_suite(str(p)))
+    assert [s.steps for s in plan.specs] == [None] and "no steps; steps [4] do not apply" in plan.notes[0]
 
 
 def test_seeds_from_the_suite_the_grid_and_the_command_line(tmp_path):
