@@ -216,10 +216,9 @@ def plan_suite(suite: Suite, seed: int | None = None, seeds: list[int] | None = 
 
 def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: str, notes: list[str]) -> list["RunSpec"]:
     from genbench.data.base import DATASETS
-    from genbench.models.base import MODELS, NATIVE
+    from genbench.models.base import MODELS
     from genbench.recipes import load_recipe
     from genbench.samplers.base import SAMPLERS
-    from genbench.spec import RunSpec
 
     s = _merge(_merge(SETTING_DEFAULTS, suite.settings), grid.get("settings") or {})
     check_setting_values(s, where)
@@ -242,34 +241,47 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
             family = MODELS.get(recipe.family)
             if ds.modality not in family.modalities:
                 raise UsageError(f"{where}: model {model!r} ({recipe.family}) cannot handle {ds.modality} data of {ds_name!r}; remove one of them")
-            supported = family.supported_samplers()
-            chosen = [x for x in (wanted or supported[:1]) if x in supported]
+            chosen, own_steps = _choose_samplers(family, recipe, wanted, grid_steps, f"{where}: {model}", notes)
             used.update(chosen)
-            own_steps = grid_steps  # the grid's steps belong to the samplers it names
-            if not chosen:  # a model none of the grid's samplers fit is run its own way, never dropped
-                chosen, own_steps = [NATIVE if NATIVE in supported else supported[0]], None
-                notes.append(f"{where}: {model} ({recipe.family}) supports none of the samplers {', '.join(wanted or [])}; "
-                             f"it runs with its own {chosen[0]!r} sampler")
-            if own_steps and all(_default_steps(family, x, recipe.config) is None for x in chosen):
-                notes.append(f"{where}: {model} ({recipe.family}) samples with {', '.join(map(repr, chosen))}, "
-                             f"which take(s) no steps; steps {own_steps} do not apply to it")
             for sampler in chosen:
                 default = _default_steps(family, sampler, recipe.config)
-                steps_list = [None] if default is None else (own_steps or [default])
-                for steps in steps_list:
-                    for sd in seeds:
-                        specs.append(RunSpec(
-                            suite=suite.name, dataset=ds_name, model=model, family=recipe.family,
-                            recipe_hash=recipe.hash, sampler=sampler, steps=steps, seed=sd,
-                            n_samples=int(s["n_samples"]), n_reference=int(s["n_reference"]),
-                            metrics=tuple(s["metrics"] or ()), features=features,
-                            train_split=s["train_split"], reference_split=s["reference_split"],
-                            bootstrap=int(s["bootstrap"]), train=dict(s.get("train") or {}),
-                        ))
+                for steps in [None] if default is None else (own_steps or [default]):
+                    specs += [_spec(suite.name, s, ds_name, model, recipe, features, sampler, steps, sd) for sd in seeds]
     unused = [x for x in wanted or [] if x not in used]
     if unused:
         raise UsageError(f"{where}: no model of this grid can use sampler {unused[0]!r}; remove it or add a model that supports it")
     return specs
+
+
+def _choose_samplers(family: Any, recipe: Any, wanted: list[str] | None, grid_steps: list[int] | None, who: str,
+                     notes: list[str]) -> tuple[list[str], list[int] | None]:
+    """The samplers of ``wanted`` a family supports (default: its first) and the steps they take. A
+    family that supports none of them runs with its own ``native`` sampler, never dropped; both that
+    and steps no chosen sampler takes are noted."""
+    from genbench.models.base import NATIVE
+
+    supported = family.supported_samplers()
+    chosen = [x for x in (wanted or supported[:1]) if x in supported]
+    steps = grid_steps  # the grid's steps belong to the samplers it names
+    if not chosen:
+        chosen, steps = [NATIVE if NATIVE in supported else supported[0]], None
+        notes.append(f"{who} ({recipe.family}) supports none of the samplers {', '.join(wanted or [])}; "
+                     f"it runs with its own {chosen[0]!r} sampler")
+    if steps and all(_default_steps(family, x, recipe.config) is None for x in chosen):
+        notes.append(f"{who} ({recipe.family}) samples with {', '.join(map(repr, chosen))}, "
+                     f"which take(s) no steps; steps {steps} do not apply to it")
+    return chosen, steps
+
+
+def _spec(suite: str, s: dict[str, Any], dataset: str, model: str, recipe: Any, features: str, sampler: str,
+          steps: int | None, seed: int) -> "RunSpec":
+    from genbench.spec import RunSpec
+
+    return RunSpec(suite=suite, dataset=dataset, model=model, family=recipe.family, recipe_hash=recipe.hash,
+                   sampler=sampler, steps=steps, seed=seed, n_samples=int(s["n_samples"]),
+                   n_reference=int(s["n_reference"]), metrics=tuple(s["metrics"] or ()), features=features,
+                   train_split=s["train_split"], reference_split=s["reference_split"],
+                   bootstrap=int(s["bootstrap"]), train=dict(s.get("train") or {}))
 
 
 def _default_steps(family: Any, sampler: str, config: dict[str, Any]) -> int | None:
