@@ -4,9 +4,9 @@ Exit codes: 0 success; 2 bad usage or bad input (one line on stderr, no tracebac
 of the run itself (and, for ``genbench check``, a regression). ``GENBENCH_DEBUG=1`` shows
 tracebacks of unexpected errors.
 
-Light commands stay light: ``--help``, ``--version``, ``ls suites``, ``ls models`` (recipes) and
-``results`` in its text formats import neither torch nor a model; commands import what they need
-inside their function.
+Light commands stay light: ``--help``, ``--version``, ``results`` (table, csv, json, seeds) and
+``ls`` (once its cached listing is filled, ``genbench.listing``) never import torch; each command
+imports what it needs inside its function.
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def run(
                         executor=executor.value, quiet=quiet, log_json=log_json)
     for w in summary.warnings:
         typer.echo(f"warning: {w}", err=True)
-    typer.echo(f"{summary.suite}: {summary.reused} reused, {summary.ran} run; {summary.count('ok')} ok, "
-               f"{summary.count('failed')} failed, {summary.count('skipped')} skipped; "
+    typer.echo(f"{summary.suite}: {summary.count('ok')} ok, {summary.count('failed')} failed, "
+               f"{summary.count('skipped')} skipped ({summary.reused} reused, {summary.ran} run); "
                f"results in {summary.out / 'results.sqlite'}", err=True)
     if not quiet:
         typer.echo(f"leaderboard: {summary.leaderboard}", err=True)

@@ -60,3 +60,13 @@ def test_kid_and_knn_intervals_cover_their_expectation():
     cover = coverages(["kid", "precision", "recall", "density", "coverage"], 400, 8)
     assert set(cover) == {"kid_mean", "precision", "recall", "density", "coverage"}
     assert all(0.90 <= c <= 0.99 for c in cover.values()), cover
+
+
+if __name__ == "__main__":  # the README's coverage table: python tests/test_bootstrap_coverage.py N D [METRICS]
+    import sys
+
+    torch.set_num_threads(1)
+    n, d = int(sys.argv[1]), int(sys.argv[2])
+    everything = ["fid", "kid", "precision", "recall", "density", "coverage"]
+    names = sys.argv[3].split(",") if len(sys.argv) > 3 else everything
+    print(f"n = {n}, d = {d}, {REPLICATIONS} replications:", coverages(names, n, d, {"fid": population_fid(d)}))
