@@ -9,10 +9,13 @@ Every layer maps ``forward(x) -> (y, log|det dy/dx| [B])`` and back with ``inver
   log|det| = H W sum(log|s|) (Glow, section 3.2, LU form).
 * ``Coupling``: additive (NICE) or affine (RealNVP) coupling with a checkerboard or a channel
   mask (Dinh et al. 2017, section 3.4). The log-scale is bounded: ``scale * tanh`` (RealNVP) or
-  ``log sigmoid(h + 2)`` (Glow's code).
+  Glow's ``sigmoid(h + 2)`` scale kept above ``SIGMOID_FLOOR`` (so an inverse pass expands by at
+  most 1 / SIGMOID_FLOOR per coupling: with Glow's unbounded 1 / sigmoid, rare tail latents
+  overflowed to inf and NaN when sampling at temperature 1).
 * ``FactorOut``: keeps half the channels and emits the other half as latent (RealNVP 3.6);
   with a learned conditional prior (Glow's split) it standardises the emitted half by a mean and
-  log-std predicted from the kept half, so every latent is N(0, I).
+  log-std predicted from the kept half, so every latent is N(0, I); the log-std is bounded,
+  ``LOG_STD_BOUND * tanh(h / LOG_STD_BOUND)``, for the same reason.
 * ``ImageFlowFamily``: the family protocol shared by ``realnvp`` and ``glow`` (training on
   dequantised pixels, exact log-density, one-pass sampling at a temperature).
 * ``MultiScaleFlow``: stages of layers with a factor-out between consecutive stages; ``to_latent``
@@ -21,6 +24,7 @@ Every layer maps ``forward(x) -> (y, log|det dy/dx| [B])`` and back with ``inver
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -33,6 +37,9 @@ from genbench.models.nets.training import dequantise_images, init_parameters, tr
 from genbench.registry import check_choice
 from genbench.samplers.base import CountingDenoiser
 from genbench.seeding import SeededNoise
+
+SIGMOID_FLOOR = 1e-3  # smallest scale of a Glow coupling
+LOG_STD_BOUND = 7.0  # |log sigma| of a learned split prior, sigma in [9e-4, 1.1e3]
 
 
 class Squeeze(nn.Module):
@@ -112,7 +119,7 @@ class InvConv1x1(nn.Module):
         return F.conv2d(x, w[:, :, None, None]), (hw * self.log_s.sum()).expand(x.shape[0])
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        w_inv = torch.linalg.inv(self.weight().double()).float()
+        w_inv = torch.linalg.inv(self.weight().double()).to(y.dtype)
         return F.conv2d(y, w_inv[:, :, None, None])
 
 
@@ -204,7 +211,8 @@ class Coupling(nn.Module):
             s, t = torch.zeros_like(h), h
         else:
             s, t = h.chunk(2, dim=1)
-            s = self.tanh_scale * torch.tanh(s) if self.scale_kind == "tanh" else F.logsigmoid(s + 2.0)
+            s = (self.tanh_scale * torch.tanh(s) if self.scale_kind == "tanh"
+                 else torch.log(SIGMOID_FLOOR + (1 - SIGMOID_FLOOR) * torch.sigmoid(s + 2.0)))
         if self.mask_kind == "checkerboard":
             # only the transformed pixels change (and count in the log-det)
             s, t = s * (1 - self.mask), t * (1 - self.mask)
@@ -230,8 +238,8 @@ class FactorOut(nn.Module):
         self.prior = zero_conv(self.c_keep, 2 * (c // 2), 3) if learned_prior else None
 
     def _mean_log_std(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.prior(kept).chunk(2, dim=1)
-        return mean, log_std
+        mean, h = self.prior(kept).chunk(2, dim=1)
+        return mean, LOG_STD_BOUND * torch.tanh(h / LOG_STD_BOUND)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         kept, z = x[:, :self.c_keep], x[:, self.c_keep:]
@@ -400,8 +408,10 @@ class ImageFlowFamily(GenerativeModel):
     def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:
         check_choice(sampler, self.supported_samplers(), f"sampler for the {self.family} family")
         z = self.sampling_temperature() * noise.randn(math.prod(self.data_shape)).to(self.device)
-        # one inverse pass, counted by wrapping it
-        net = CountingDenoiser(lambda z_, _: self.flow.from_latent(z_))
-        # dequantised pixels in [-1, 1] (Glow's affine map can overshoot: clamped); the runner floors them
-        x = self.from_flow_space(net(z, None)).clamp(-1.0, 1.0)
+        # one inverse pass in float64 (tail latents can map far out; bounded scales keep that finite there),
+        # counted by wrapping it
+        flow64 = copy.deepcopy(self.flow).double()
+        net = CountingDenoiser(lambda z_, _: flow64.from_latent(z_))
+        # dequantised pixels in [-1, 1] (samples beyond it are clamped); the runner floors them
+        x = self.from_flow_space(net(z.double(), None)).clamp(-1.0, 1.0).float()
         return x.reshape(len(noise), *self.data_shape), float(net.calls)
