@@ -264,6 +264,14 @@ def test_interval_method_is_recorded_and_fd_inf_has_none():
     assert set(result.ci) == {"fid"}
 
 
+def test_an_interval_does_not_depend_on_the_other_metrics_asked_for():
+    fake, real = small_sets()
+    options = MetricOptions(bootstrap=5, kid_subset_size=100, kid_subsets=20)
+    alone = evaluate_features(["fid"], fake, real, options)
+    together = evaluate_features(["precision", "kid", "fid"], fake, real, options)
+    assert alone.ci["fid"] == together.ci["fid"]
+
+
 def test_fid_replicate_equals_fid():
     """The symmetric form used for replicates gives the torch-fidelity form's value."""
     fake, real = small_sets()
