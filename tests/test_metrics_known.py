@@ -286,10 +286,18 @@ def test_fid_interval_is_centred_on_the_bias_corrected_estimate():
     bias = shifted.info["fid_bias"]
     assert 0.1 < bias < shifted.values["fid"]
     assert (lo + hi) / 2 == pytest.approx(shifted.values["fid"] - bias)
-    assert lo <= 12 * 0.3**2 <= hi < shifted.values["fid"]
-    assert any("outside its bias-corrected interval" in w for w in shifted.warnings)
+    assert lo <= 12 * 0.3**2 <= hi
     same = evaluate_features(["fid"], {"pool": x}, {"pool": y}, MetricOptions(bootstrap=40))
     assert same.ci["fid"][0] == 0.0 < same.ci["fid"][1] < same.values["fid"]
+    assert any("outside its bias-corrected interval" in w for w in same.warnings)
+
+
+def test_sets_too_small_to_halve_get_no_interval_and_a_reason():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 3, generator=g), torch.randn(7, 3, generator=g)
+    result = evaluate_features(["fid", "precision", "recall"], {"pool": x}, {"pool": y}, MetricOptions(bootstrap=5))
+    assert set(result.values) == {"fid", "precision", "recall"} and set(result.ci) == {"fid"}
+    assert any("no interval for precision, recall: half of each set is too small" in w for w in result.warnings)
 
 
 def test_interval_from_statistics_says_it_covers_the_generated_set_only():
