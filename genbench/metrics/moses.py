@@ -113,17 +113,20 @@ def scaf(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions):
     return {SCAF_KEY.key: count_cosine(fake, real)}, {}
 
 
-def register(name: str, keys, needs: str, compute, needs_reference: bool, min_n: int = 1, intervals: bool = True) -> None:
+def register(name: str, keys, needs: str, compute, needs_reference: bool, min_n: int = 1, intervals: bool = True,
+             description: str = "") -> None:
     METRICS.register(name, Metric(name=name, keys=tuple(k.key for k in keys), needs=needs, needs_reference=needs_reference,
-                                  compute=compute, description=keys[0].description, intervals=intervals,
+                                  compute=compute, description=description or keys[0].description, intervals=intervals,
                                   min_n=min_n, may_be_undefined=True))
 
 
 register("validity", (VALIDITY,), VALID, validity, False)
-register("unique", (UNIQUE_1K, UNIQUE_10K), CANON, unique, False, intervals=False)
+register("unique", (UNIQUE_1K, UNIQUE_10K), CANON, unique, False, intervals=False,
+         description="distinct fraction of the first k valid molecules, k = 1,000 and 10,000 (MOSES)")
 register("novelty", (NOVELTY,), NOVEL, novelty, False, intervals=False)
 register("filters", (FILTERS_KEY,), FILTERS, filters, False)
-register("intdiv", (INTDIV1, INTDIV2), MORGAN, internal_diversity, False)
+register("intdiv", (INTDIV1, INTDIV2), MORGAN, internal_diversity, False,
+         description="internal diversity IntDiv1 and IntDiv2 (MOSES; Tanimoto on Morgan r=2, 1024 bits)")
 register("fcd", (FCD,), CHEMNET, fcd, True, min_n=2)
 register("snn", (SNN,), MORGAN, snn, True)
 register("frag", (FRAG_KEY,), FRAG, frag, True, intervals=False)  # rows are fragments, not molecules
