@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from genbench import cache
-from genbench.data.base import IMAGES, DATASETS, Samples, images_to_uint8
+from genbench.data.base import IMAGES, DATASETS, Samples, get_modality, images_to_uint8
 from genbench.errors import DataUnavailableError, GenbenchError, UsageError
 from genbench.models.base import GenerativeModel, build_model, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from genbench.progress import Reporter
@@ -148,7 +148,7 @@ def _sync(device: str) -> None:
 def samples_to_features(x: torch.Tensor, model: GenerativeModel, extractor, ctx: RunContext) -> dict[str, torch.Tensor]:
     """Images are quantised to uint8 first (the convention every extractor sees), by the map the model
     declares (``sample_quantisation``: the inverse of how its training data entered [-1, 1])."""
-    inputs = images_to_uint8(x, model.sample_quantisation) if model.modality == IMAGES else x
+    inputs = get_modality(model.modality).features_input(x, model.sample_quantisation)
     return extractor.extract(inputs, batch_size=FEATURE_BATCH_SIZE)
 
 

@@ -21,8 +21,10 @@ Schema (unknown keys are an error naming the key)::
         seeds: [0]                      # default: the suite's seeds, else [0]
         settings: {n_samples: 1000}     # per-grid overrides
 
-Runs of included suites come first; settings merge with the including file winning, and a
-grid's own settings win over both. A suite's ``seeds`` apply to its grids and to the grids of the
+Runs of included suites come first. A grid's settings are those of its own file, over those of
+the files it includes (the including file winning), over the defaults; the including file's
+settings apply to the included grids too, and a grid's own settings win over all. Suites
+included side by side do not share settings: ``all`` runs each included grid as its own suite does. A suite's ``seeds`` apply to its grids and to the grids of the
 suites it includes that list no ``seeds`` of their own (the including file's win over an included
 file's); ``--seeds`` replaces them all. Each seed trains and samples on its own. A model that cannot use a listed sampler
 skips it; a model that can use none of them runs with its own ``native`` sampler, and the
@@ -49,6 +51,7 @@ from genbench.registry import check_choice
 SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "seeds", "runs"}
 GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings"}
 SUITE_SEEDS = "_suite_seeds"  # (internal grid key) the seeds a suite file gave a grid that lists none
+SUITE_SETTINGS = "_suite_settings"  # (internal grid key) the settings of the files above a grid, merged
 SETTING_DEFAULTS: dict[str, Any] = {
     "n_samples": 1000,
     "n_reference": 1000,
@@ -132,8 +135,9 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
     own = raw.get("settings") or {}
     _check_settings(own, f"suite {path.name}")
     settings = _merge(settings, own)
+    runs = [{**g, SUITE_SETTINGS: _merge(g.get(SUITE_SETTINGS) or {}, own)} for g in runs]  # included grids
     for i, grid in enumerate(raw.get("runs") or []):
-        runs.append(_check_grid(grid, f"suite {path.name}, runs[{i}]"))
+        runs.append({**_check_grid(grid, f"suite {path.name}, runs[{i}]"), SUITE_SETTINGS: settings})
     seeds = None
     if raw.get("seeds") is not None:  # this file's seeds, over those its included files gave their grids
         seeds = check_seeds(raw["seeds"], f"suite {path.name}")
@@ -220,7 +224,8 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
     from genbench.recipes import load_recipe
     from genbench.samplers.base import SAMPLERS
 
-    s = _merge(_merge(SETTING_DEFAULTS, suite.settings), grid.get("settings") or {})
+    above = grid[SUITE_SETTINGS] if SUITE_SETTINGS in grid else suite.settings  # (a Suite built in Python has none)
+    s = _merge(_merge(SETTING_DEFAULTS, above), grid.get("settings") or {})
     check_setting_values(s, where)
     grid_steps = check_steps(grid.get("steps"), where)
     wanted = grid.get("samplers")
