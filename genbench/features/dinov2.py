@@ -166,6 +166,7 @@ class DINOv2Features(FeatureExtractor):
     """DINOv2 CLS token [N, D] (timm's ViT, official position-embedding interpolation)."""
 
     feature_keys = (POOL,)
+    space = "dinov2"  # metric keys fd_dinov2, kid_mean_dinov2, precision_dinov2, ...
     preprocessing = (
         "dinov2-v1: uint8 RGB (grey repeated to 3 channels); PIL bicubic resize to 224x224 "
         "(dgm-eval's torchvision Resize on PIL images), /255, ImageNet mean/std, float32"

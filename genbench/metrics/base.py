@@ -128,8 +128,27 @@ def register_group(
 
 
 def metric_key(key: str) -> MetricKey | None:
+    """The key's meaning; a key named in a feature space (``fd_dinov2``, ``kid_mean_clip``) has its base key's."""
     METRICS.names()  # make sure every metric module has registered its keys
-    return KEYS.get(key)
+    if key in KEYS:
+        return KEYS[key]
+    base, _, space = key.rpartition("_")
+    base = "fid" if base == "fd" else base
+    if base in KEYS and space:
+        mk = KEYS[base]
+        return MetricKey(key, mk.higher_is_better, f"{mk.description} in {space} features", mk.bias_corrected, mk.bounds)
+    return None
+
+
+def space_key(key: str, space: str | None) -> str:
+    """A result key named in feature space ``space`` (None: Inception, where FID is FID).
+
+    An FD in DINOv2 space is ``fd_dinov2``, never ``fid``; every other key gains the suffix
+    (``kid_mean_dinov2``, ``precision_dinov2``, ``vendi_dinov2``), so that a number keeps the name
+    of its space in JSON, the store and every table."""
+    if not space:
+        return key
+    return f"fd_{space}" if key == "fid" else f"{key}_{space}"
 
 
 # Keys that do not come from features: likelihood and cost, filled in by the runner.
