@@ -132,7 +132,7 @@ def metric_key(key: str) -> MetricKey | None:
     METRICS.names()  # make sure every metric module has registered its keys
     if key in KEYS:
         return KEYS[key]
-    base, _, space = key.rpartition("_")
+    base, _, space = ("fd_sfid" if key == "sfid" else key).rpartition("_")
     base = "fid" if base == "fd" else base
     if base in KEYS and space:
         mk = KEYS[base]
@@ -148,7 +148,9 @@ def space_key(key: str, space: str | None) -> str:
     of its space in JSON, the store and every table."""
     if not space:
         return key
-    return f"fd_{space}" if key == "fid" else f"{key}_{space}"
+    if key == "fid":
+        return "sfid" if space == "sfid" else f"fd_{space}"  # sFID keeps its published name
+    return f"{key}_{space}"
 
 
 # Keys that do not come from features: likelihood and cost, filled in by the runner.
