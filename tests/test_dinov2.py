@@ -125,3 +125,34 @@ def test_environment_variable_and_errors(dino_weights, tmp_path, monkeypatch):
     monkeypatch.setenv("GENBENCH_OFFLINE", "1")
     with pytest.raises(UsageError, match="GENBENCH_DINOV2_WEIGHTS=PATH"):
         build_features("dinov2")
+
+
+def test_eval_cli_end_to_end_names_the_space(dino_weights, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from genbench.cli import app
+    from genbench.metrics.fid import features_to_statistics, statistics_to_fid
+    from genbench.metrics.vendi import vendi_score
+
+    a, b = fixed_images(n=12, size=32, seed=1), fixed_images(n=10, size=32, seed=2)
+    np.save(tmp_path / "a.npy", a.numpy())
+    np.save(tmp_path / "b.npy", b.numpy())
+    args = ["eval", tmp_path / "a.npy", tmp_path / "b.npy", "--features", "dinov2:vits14", "--weights", dino_weights,
+            "--metrics", "fid,kid,precision,recall,density,coverage,vendi", "--kid-subset-size", "5", "--json"]
+    res = CliRunner().invoke(app, [str(x) for x in args])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    keys = {"fd_dinov2", "kid_mean_dinov2", "kid_std_dinov2", "precision_dinov2", "recall_dinov2",
+            "density_dinov2", "coverage_dinov2", "vendi_dinov2"}
+    assert keys <= set(out) and not {"fid", "kid_mean", "precision", "vendi"} & set(out)
+    assert out["features"] == "dinov2:vits14" and out["standard_weights"] is False
+    # the numbers are those of the features the extractor gives
+    fe = build_features("dinov2:vits14", weights=dino_weights)
+    fa, fb = fe.extract(a)[POOL], fe.extract(b)[POOL]
+    fd = statistics_to_fid(*features_to_statistics(fa), *features_to_statistics(fb))
+    assert out["fd_dinov2"] == pytest.approx(fd, rel=1e-6)
+    assert out["vendi_dinov2"] == pytest.approx(vendi_score(fa), rel=1e-9)
+    # which k each k-NN table used: precision/recall k = 3 (torch-fidelity), density/coverage k = 5 (prdc, dgm-eval)
+    assert out["info"]["space"] == "dinov2" and out["info"]["prc_k"] == 3 and out["info"]["dc_k"] == 5
