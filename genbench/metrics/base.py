@@ -127,17 +127,25 @@ def register_group(
                                         equal_n=equal_n))
 
 
-def metric_key(key: str) -> MetricKey | None:
-    """The key's meaning; a key named in a feature space (``fd_dinov2``, ``kid_mean_clip``) has its base key's."""
+def split_space(key: str) -> tuple[str, str | None]:
+    """(base key, feature space) of a result key: ``fd_dinov2`` -> ("fid", "dinov2"), ``fid`` -> ("fid", None)."""
     METRICS.names()  # make sure every metric module has registered its keys
     if key in KEYS:
-        return KEYS[key]
+        return key, None
     base, _, space = ("fd_sfid" if key == "sfid" else key).rpartition("_")
     base = "fid" if base == "fd" else base
-    if base in KEYS and space:
-        mk = KEYS[base]
-        return MetricKey(key, mk.higher_is_better, f"{mk.description} in {space} features", mk.bias_corrected, mk.bounds)
-    return None
+    return (base, space) if base in KEYS and space else (key, None)
+
+
+def metric_key(key: str) -> MetricKey | None:
+    """The key's meaning; a key named in a feature space (``fd_dinov2``, ``kid_mean_clip``) has its base key's."""
+    base, space = split_space(key)
+    if base not in KEYS:
+        return None
+    mk = KEYS[base]
+    if space is None:
+        return mk
+    return MetricKey(key, mk.higher_is_better, f"{mk.description} in {space} features", mk.bias_corrected, mk.bounds)
 
 
 def space_key(key: str, space: str | None) -> str:
