@@ -97,6 +97,10 @@ class Metric:
     replicate: ComputeFn | None = None
     replicate_from_stats: StatsComputeFn | None = None
     equal_n: bool = False  # a k-NN metric, evaluated at equal n when options.knn_equal_n
+    min_n: int = 2  # fewest feature rows it is defined on (fewer: UndefinedMetric)
+    # undefined on some real inputs (no valid molecule): left out with a warning even when
+    # options.on_undefined is "raise", since such a set is a result, not a mistake
+    may_be_undefined: bool = False
 
 
 METRICS: Registry[Metric] = Registry("metric", package="genbench.metrics")

@@ -78,16 +78,18 @@ def resolve_metrics(names: list[str]) -> list[Metric]:
     return [METRICS.get(name) for name in dict.fromkeys(names)]
 
 
-def feature_matrix(features: Mapping[str, torch.Tensor], key: str, which: str) -> torch.Tensor:
-    """features[key] checked to be a finite [N, D] tensor."""
+def feature_matrix(features: Mapping[str, torch.Tensor], key: str, which: str, min_n: int = 2) -> torch.Tensor:
+    """features[key] checked to be a finite [N, D] tensor with N >= min_n (fewer: UndefinedMetric)."""
     if key not in features:
         raise UsageError(
             f"the {which} features hold {sorted(features) or 'nothing'} but a metric needs {key!r}; "
             f"use a feature extractor that returns {key!r} (inception does) or drop that metric."
         )
     x = torch.as_tensor(features[key])
-    if x.ndim != 2 or len(x) < 2:
-        raise UsageError(f"{which} {key!r} features must be [N, D] with N >= 2 (got shape {tuple(x.shape)}).")
+    if x.ndim != 2:
+        raise UsageError(f"{which} {key!r} features must be [N, D] (got shape {tuple(x.shape)}).")
+    if len(x) < min_n:
+        raise UndefinedMetric(f"{which} {key!r} features must be [N, D] with N >= {min_n} (got shape {tuple(x.shape)}).")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise UsageError(f"{which} {key!r} features contain NaN or inf; check the samples and the extractor.")
     return x
@@ -118,14 +120,14 @@ def group_inputs(members, fake, real, real_stats, options, device, memo: dict) -
     density/coverage see the same subsample and the reference k-NN search can run once).
     """
     metric = members[0]
-    key = (metric.needs, metric.equal_n and options.knn_equal_n)
+    key = (metric.needs, metric.equal_n and options.knn_equal_n, metric.needs_reference, metric.min_n)
     if key in memo:
         return memo[key]
-    x = feature_matrix(fake, metric.needs, "generated").to(device)
+    x = feature_matrix(fake, metric.needs, "generated", metric.min_n).to(device)
     if not metric.needs_reference:
         memo[key] = GroupInputs(x, None, None, {})
     elif real is not None and metric.needs in real:
-        y = feature_matrix(real, metric.needs, "reference").to(device)
+        y = feature_matrix(real, metric.needs, "reference", metric.min_n).to(device)
         if y.shape[1] != x.shape[1]:
             raise UsageError(
                 f"generated {metric.needs!r} features have {x.shape[1]} dimensions, reference "
@@ -222,7 +224,7 @@ def _evaluate_features(names, fake, real, options, real_stats) -> MetricResult:
                 inputs = group_inputs(members, fake, real, real_stats, options, device, memo)
                 values, info = compute_group(members, inputs, options)
             except UndefinedMetric as e:
-                if options.on_undefined == "raise":
+                if options.on_undefined == "raise" and not members[0].may_be_undefined:
                     raise
                 result.warnings.append(f"{str(e)} ({', '.join(k for m in members for k in m.keys)} left undefined)")
                 continue
@@ -277,16 +279,16 @@ def add_intervals(result: MetricResult, computed: list, options: MetricOptions) 
 
 def replicate_values(with_ci: list, options: MetricOptions) -> tuple[dict[str, list[float]], dict[int, str]]:
     """Each key's values on options.bootstrap pairs of halves, and why a group had none (too few samples)."""
-    generator = torch.Generator().manual_seed(options.seed)
     plain = dataclasses.replace(options, bootstrap=0)
     replicates: dict[str, list[float]] = {}
     too_small: dict[int, str] = {}
-    for _ in range(options.bootstrap):
+    for b in range(options.bootstrap):
         halves: dict = {}  # one pair of halves per distinct input, shared by the groups using it
         with neighbours.shared_searches(knn_neighbours([m for m, _, _ in with_ci], options)):
             for members, inputs, _ in with_ci:
                 if id(inputs) not in halves:
-                    halves[id(inputs)] = halve(inputs, generator)
+                    # replicate b's halves depend on (seed, b) only, not on which metrics were asked for
+                    halves[id(inputs)] = halve(inputs, torch.Generator().manual_seed(options.seed * 100_003 + b))
                 keys = [k for m in members for k in m.keys]
                 try:
                     values, _ = compute_group(members, halves[id(inputs)], plain, replicate=True)
