@@ -102,3 +102,13 @@ def test_keys_name_the_feature_space():
     assert higher_is_better("fd_dinov2") is False and higher_is_better("vendi_clip") is True
     assert metric_key("kid_mean_dinov2").bounds == (0.0, None)
     assert metric_key("nonsense_dinov2") is None
+
+
+def test_warnings_name_the_space():
+    # n < d: FID's rank warning must not call an FD in DINOv2 space "FID"
+    fake, real = {"pool": feats(5, 8, 9)}, {"pool": feats(5, 8, 10)}
+    plain = evaluate_features(["fid"], fake, real)
+    spaced = evaluate_features(["fid"], fake, real, space="dinov2")
+    assert any("FID" in w for w in plain.warnings)
+    assert spaced.warnings and not any("FID" in w or "fid" in w for w in spaced.warnings)
+    assert any("fd_dinov2" in w for w in spaced.warnings)

@@ -16,6 +16,7 @@ size used, k of the k-NN metrics, ...); ``result.warnings`` collects what a read
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
@@ -207,9 +208,12 @@ def name_space(result: MetricResult, space: str) -> MetricResult:
     rename = {k: space_key(k, space) for k in result.values}
     info = {(rename[k[:-5]] + "_bias" if k.endswith("_bias") and k[:-5] in rename else k): v
             for k, v in result.info.items()}
+    # warnings name the metric as computed ("FID: n1=16 ... rank-deficient", "kid_mean: ..."): name it in the space
+    words = {**rename, "FID": rename.get("fid", space_key("fid", space))}
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")\b")
+    warnings = [pattern.sub(lambda m: words[m.group(1)], w) for w in result.warnings]
     return MetricResult({rename[k]: v for k, v in result.values.items()},
-                        {rename.get(k, k): v for k, v in result.ci.items()}, {**info, "space": space},
-                        list(result.warnings))
+                        {rename.get(k, k): v for k, v in result.ci.items()}, {**info, "space": space}, warnings)
 
 
 def _evaluate_features(names, fake, real, options, real_stats) -> MetricResult:
