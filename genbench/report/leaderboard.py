@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from genbench.cache import UnwritableError, WriteFailure, atomic_write_bytes, content_key
-from genbench.spec import OK, Record
+from genbench.spec import OK, Record, record_warnings
 
 COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "cmmd", "vendi",
                 "authpct", "nn_ratio", "bpd", "nll", "nfe", "sample_s_per_1k", "train_s")
@@ -110,7 +110,7 @@ def feature_space(rec: Record) -> str:
 
 def row_of_record(rec: Record) -> Row:
     s, p = rec.spec, rec.provenance
-    warnings = [w for w in rec.info.get("warnings") or [] if isinstance(w, str)]
+    warnings = record_warnings(rec)
     return Row(s.dataset, feature_space(rec), s.model, s.family, s.sampler, s.steps, [s.seed],
                {k: v for k, v in rec.metrics.items() if _is_number(v)}, ci=dict(rec.ci), warnings=warnings,
                n_fake=p.get("n_fake"), n_real=p.get("n_real"), kid_subset_size=rec.info.get("kid_subset_size"),
