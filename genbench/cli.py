@@ -148,9 +148,9 @@ def run(
 def eval_cmd(
     input1: str = typer.Argument(..., help="Generated set: image folder, .npz/.npy, SMILES file (.smi/.txt/.csv), or dataset:NAME[:SPLIT]."),
     input2: str = typer.Argument(..., help="Reference set: as INPUT1, or a statistics file from `genbench stats`."),
-    features: str = typer.Option("auto", "--features", "-f", help="raw, inception, vgg16, domain:DATASET, or auto."),
+    features: str = typer.Option("auto", "--features", "-f", help="raw, inception, vgg16, domain:DATASET, dinov2[:ARCH], clip[:ARCH], sfid, or auto."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Feature-extractor weights file."),
-    metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma list from fid,kid,is,precision,recall,density,coverage,fd_inf; for molecules validity,unique,novelty,filters,intdiv,fcd,snn,frag,scaf [default: all the features allow]."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma list from fid,kid,is,precision,recall,density,coverage,fd_inf,vendi,authpct,nn_ratio,cmmd; for molecules validity,unique,novelty,filters,intdiv,fcd,snn,frag,scaf [default: all the default metrics the features allow]."),
     n: Optional[int] = typer.Option(None, "--n", min=2, help="Use at most N samples of each input (seeded subset)."),
     seed: int = typer.Option(2020, "--seed", help="Seed of the subsets and of KID/IS/bootstrap."),
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Bootstrap resamples for 95% confidence intervals (0: none)."),

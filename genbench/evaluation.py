@@ -120,7 +120,7 @@ def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Pa
     if kid_subset_size < 2:
         raise UsageError(f"--kid-subset-size {kid_subset_size} is too small; use at least 2 (default 1000)")
     options = MetricOptions(bootstrap=bootstrap, device=dev, kid_subset_size=kid_subset_size)
-    res = evaluate_features(names, f1.features, f2.features or None, options, real_stats=f2.stats)
+    res = evaluate_features(names, f1.features, f2.features or None, options, real_stats=f2.stats, space=extractor.space)
     out: dict[str, Any] = dict(res.values)
     # n_fake / n_real: the sizes used (the one name for n everywhere); n1 / n2 are deprecated aliases
     out.update({"n_fake": f1.n, "n_real": f2.n, "n1": f1.n, "n2": f2.n, "features": fname, **extractor.identity()})

@@ -245,7 +245,7 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     # a metric these sizes cannot define (fd_inf with n < 4.8 d) is left out with a warning, not a failed spec
     options = MetricOptions(bootstrap=spec.bootstrap, device=ctx.device, seed=2020, on_undefined="warn")
     cb = ctx.stage("metrics", 2)
-    result = evaluate_features(names, fake, real, options) if names else MetricResult()  # e.g. metrics: [bpd]
+    result = evaluate_features(names, fake, real, options, space=extractor.space) if names else MetricResult()  # e.g. metrics: [bpd]
     if cb:
         cb(1)
     wanted_ll = [m for m in (spec.metrics or LIKELIHOOD_METRICS) if m in LIKELIHOOD_METRICS]

@@ -16,6 +16,7 @@ size used, k of the k-NN metrics, ...); ``result.warnings`` collects what a read
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
@@ -33,6 +34,7 @@ from genbench.metrics.base import (
     MetricResult,
     UndefinedMetric,
     metric_key,
+    space_key,
 )
 from genbench.metrics.bootstrap import CI_METHOD, half_indices, half_sampling_interval, interval_warning
 
@@ -188,12 +190,33 @@ def evaluate_features(
     real: dict[str, torch.Tensor] | None,
     options: MetricOptions = MetricOptions(),
     real_stats: dict | None = None,
+    space: str | None = None,
 ) -> MetricResult:
     """Compute the metrics ``names`` on generated features ``fake`` against ``real`` (or ``real_stats``).
 
     fake/real map feature keys ("pool", "logits") to [N, D] tensors; ``real_stats`` may hold
     precomputed {"mu", "sigma"[, "n"]} for FID and fd_inf when reference features are absent.
+    ``space`` (the extractor's ``space``, e.g. "dinov2") names the result keys in that feature
+    space (``fd_dinov2``, ``kid_mean_dinov2``; see ``space_key``); None keeps Inception's names.
     """
+    result = _evaluate_features(names, fake, real, options, real_stats)
+    return name_space(result, space) if space else result
+
+
+def name_space(result: MetricResult, space: str) -> MetricResult:
+    """``result`` with every metric key (values, intervals, their bias in info) named in ``space``."""
+    rename = {k: space_key(k, space) for k in result.values}
+    info = {(rename[k[:-5]] + "_bias" if k.endswith("_bias") and k[:-5] in rename else k): v
+            for k, v in result.info.items()}
+    # warnings name the metric as computed ("FID: n1=16 ... rank-deficient", "kid_mean: ..."): name it in the space
+    words = {**rename, "FID": rename.get("fid", space_key("fid", space))}
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")\b")
+    warnings = [pattern.sub(lambda m: words[m.group(1)], w) for w in result.warnings]
+    return MetricResult({rename[k]: v for k, v in result.values.items()},
+                        {rename.get(k, k): v for k, v in result.ci.items()}, {**info, "space": space}, warnings)
+
+
+def _evaluate_features(names, fake, real, options, real_stats) -> MetricResult:
     device = check_options(options)
     groups = group_metrics(resolve_metrics(names))
     result = MetricResult(info={**sample_sizes(fake, real, real_stats), "device": str(device), "seed": options.seed})
