@@ -139,7 +139,9 @@ class VPSchedule:
         high = tc.ceil().long()
         w = tc - low
         log_sigma = (1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]
-        return torch.where(t < 0, torch.zeros_like(log_sigma), log_sigma.exp())
+        # the grid's own value at integer t (exp(log) would round)
+        sigma = torch.where(w == 0, self.sigmas[low], log_sigma.exp())
+        return torch.where(t < 0, torch.zeros_like(sigma), sigma)
 
     def sigma_to_t(self, sigma: torch.Tensor, quantize: bool = False) -> torch.Tensor:
         """Fractional timestep of sigma by linear interpolation in log sigma (clamped to [0, T-1]); float64.
@@ -249,15 +251,22 @@ def eps_x0_to_output(eps: torch.Tensor, x0: torch.Tensor, alpha_bar: torch.Tenso
 class DiscreteVP:
     """What a ``vp`` sampler receives: the raw call (counted by its wrapper), the schedule and prediction type."""
 
-    def __init__(self, model_output: ModelOutput, schedule: VPSchedule, prediction_type: str = "epsilon"):
+    def __init__(self, model_output: ModelOutput, schedule: VPSchedule, prediction_type: str = "epsilon",
+                 clip_x0: float | None = None, config: dict | None = None):
         check_choice(prediction_type, list(PREDICTION_TYPES), "prediction type")
         self.model_output = model_output
         self.schedule = schedule
         self.prediction_type = prediction_type
+        self.clip_x0 = clip_x0  # x_0 predictions clamped to [-clip_x0, clip_x0] (Ho et al.'s images), eps kept
+        # scheduler settings (a diffusers scheduler config); samplers that follow a diffusers scheduler read
+        # them with that scheduler's defaults for missing keys
+        self.config = dict(config or {})
 
     @classmethod
-    def of(cls, model: DiscreteVPModel, model_output: ModelOutput | None = None) -> "DiscreteVP":
-        return cls(model_output or model.model_output, model.vp_schedule, model.prediction_type)
+    def of(cls, model: DiscreteVPModel, model_output: ModelOutput | None = None,
+           clip_x0: float | None = None) -> "DiscreteVP":
+        return cls(model_output or model.model_output, model.vp_schedule, model.prediction_type, clip_x0,
+                   getattr(model, "scheduler_config", None))
 
     def eps_x0(self, x_t: torch.Tensor, t: int | float) -> tuple[torch.Tensor, torch.Tensor]:
         """(eps, x_0) predicted at one timestep t (>= 0) for the batch x_t; one model call.
@@ -267,7 +276,10 @@ class DiscreteVP:
         t_rows = torch.full((x_t.shape[0],), float(t), dtype=x_t.dtype, device=x_t.device)
         out = self.model_output(x_t, t_rows)
         ab = self.alpha_bar_at(t)
-        return output_to_eps_x0(out, x_t, torch.full((x_t.shape[0],), ab, dtype=torch.float64), self.prediction_type)
+        eps, x0 = output_to_eps_x0(out, x_t, torch.full((x_t.shape[0],), ab, dtype=torch.float64), self.prediction_type)
+        if self.clip_x0 is not None:
+            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+        return eps, x0
 
     def alpha_bar_at(self, t: int | float) -> float:
         """alpha_bar at a timestep (1 at t = -1; fractional t through the log-sigma interpolation)."""
@@ -327,12 +339,14 @@ def vp_model_samplers() -> list[str]:
 
 def sample_vp_model(model: DiscreteVPModel, noise: SeededNoise, sampler: str, steps: int,
                     data_shape: tuple[int, ...], device: torch.device | str = "cpu", spacing: str = "trailing",
-                    steps_offset: int = 0, sigma_schedule: str = "karras", rho: float = 7.0) -> tuple[torch.Tensor, float]:
+                    steps_offset: int = 0, sigma_schedule: str = "karras", rho: float = 7.0,
+                    clip_x0: float | None = None) -> tuple[torch.Tensor, float]:
     """Draw len(noise) samples of a discrete VP model with any registered sampler; returns (x_0, NFE per sample).
 
     ``vp`` samplers: x_T = noise, timesteps = ``vp_schedule.timesteps(steps, spacing, steps_offset)``.
     ``diffusion`` samplers: x = sigma_max noise over the ``sigma_schedule`` from sigma(T-1) to sigma(0),
-    the model seen through ``VPDenoiser``. The NFE counts the calls of ``model.model_output``.
+    the model seen through ``VPDenoiser``. ``clip_x0`` clamps the x_0 predictions of ``vp`` samplers only.
+    The NFE counts the calls of ``model.model_output``.
     """
     from genbench.samplers.base import SAMPLERS, CountingDenoiser
     from genbench.samplers.schedules import build_sigmas
@@ -341,9 +355,11 @@ def sample_vp_model(model: DiscreteVPModel, noise: SeededNoise, sampler: str, st
     schedule = model.vp_schedule
     counted = CountingDenoiser(model.model_output)
     if entry.kind == VP_KIND:
-        timesteps = schedule.timesteps(steps, spacing, steps_offset)
+        vp = DiscreteVP.of(model, counted, clip_x0)
+        # a sampler that follows a diffusers scheduler builds its own timesteps from the scheduler settings
+        timesteps = entry.timesteps(vp, steps) if entry.timesteps else schedule.timesteps(steps, spacing, steps_offset)
         x = initial_vp_noise(noise, data_shape).to(device)
-        x = entry.fn(DiscreteVP(counted, schedule, model.prediction_type), x, timesteps, noise)
+        x = entry.fn(vp, x, timesteps, noise)
     elif entry.kind == "diffusion":
         sigmas = build_sigmas(sigma_schedule, steps, schedule.sigma_min, schedule.sigma_max, rho)
         x = float(sigmas[0]) * noise.randn(*data_shape).to(device)
