@@ -8,7 +8,9 @@ and differ in how the eps of a step is formed: ``pndm`` warms up with three pseu
 (Eq. 13, four calls each) and continues with the pseudo linear multistep (4th-order Adams-Bashforth)
 combination of the last four eps (Eq. 12); ``plms`` starts with one pseudo improved-Euler step (two calls)
 and raises the Adams-Bashforth order by one each step up to four. These are diffusers' PNDMScheduler
-with ``skip_prk_steps`` false and true.
+with ``skip_prk_steps`` false and true, equal to it for epsilon-prediction models. For v-prediction
+genbench converts each output to eps at the point where it was evaluated; PNDMScheduler instead combines
+raw v outputs and converts them with the current sample, so the two differ there.
 """
 
 from __future__ import annotations
