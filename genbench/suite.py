@@ -14,7 +14,7 @@ Schema (unknown keys are an error naming the key)::
       train: {steps: 500}               # overrides of the recipes' training budgets
     runs:                               # grids: datasets x models x samplers x steps x seeds
       - datasets: [toy2d:8gaussians]
-        models: [diffusion-mlp]
+        models: [diffusion-mlp]         # recipes, or diffusers:PATH / python:MODULE:FUNCTION models
         samplers: [euler, heun]         # default: each model's first sampler
         steps: [4, 8, 16]               # default: each sampler's default steps
         seeds: [0]
@@ -185,8 +185,6 @@ def expand_suite(suite: Suite, seed: int | None = None) -> list["RunSpec"]:
 
 def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: str) -> list["RunSpec"]:
     from genbench.data.base import DATASETS
-    from genbench.models.base import MODELS
-    from genbench.recipes import load_recipe
     from genbench.samplers.base import SAMPLERS
     from genbench.spec import RunSpec
 
@@ -204,12 +202,9 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
         ds.check_split(s["reference_split"])
         features = resolve_features(s["features"], ds)
         for model in grid["models"]:
-            if not _NAME_RE.match(str(model)):  # a recipe is a file in reference_models/: no paths
-                raise UsageError(f"{where}: model {model!r} is not a recipe name; name a recipe from `genbench ls models`")
-            recipe = load_recipe(model, ds.modality, s.get("train"))
-            family = MODELS.get(recipe.family)
+            family_name, model_hash, family = _model_identity(str(model), ds.modality, s, where)
             if ds.modality not in family.modalities:
-                raise UsageError(f"{where}: model {model!r} ({recipe.family}) cannot handle {ds.modality} data of {ds_name!r}; remove one of them")
+                raise UsageError(f"{where}: model {model!r} ({family_name}) cannot handle {ds.modality} data of {ds_name!r}; remove one of them")
             supported = family.supported_samplers()
             for sampler in [x for x in (wanted or supported[:1]) if x in supported]:
                 used.add(sampler)
@@ -218,8 +213,8 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
                 for steps in steps_list:
                     for sd in seeds:
                         specs.append(RunSpec(
-                            suite=suite.name, dataset=ds_name, model=model, family=recipe.family,
-                            recipe_hash=recipe.hash, sampler=sampler, steps=steps, seed=sd,
+                            suite=suite.name, dataset=ds_name, model=model, family=family_name,
+                            recipe_hash=model_hash, sampler=sampler, steps=steps, seed=sd,
                             n_samples=int(s["n_samples"]), n_reference=int(s["n_reference"]),
                             metrics=tuple(s["metrics"] or ()), features=features,
                             train_split=s["train_split"], reference_split=s["reference_split"],
@@ -229,6 +224,21 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
     if unused:
         raise UsageError(f"{where}: no model of this grid can use sampler {unused[0]!r}; remove it or add a model that supports it")
     return specs
+
+
+def _model_identity(model: str, modality: str, settings: dict[str, Any], where: str) -> tuple[str, str, type]:
+    """(family name, hash, family class) of a grid's model: a recipe, or an external ``diffusers:``/``python:`` model."""
+    from genbench.external import describe_external, is_external
+    from genbench.models.base import MODELS
+    from genbench.recipes import load_recipe
+
+    if is_external(model):
+        return describe_external(model)
+    if not _NAME_RE.match(model):  # a recipe is a file in reference_models/: no paths
+        raise UsageError(f"{where}: model {model!r} is not a recipe name; name a recipe from `genbench ls models`, "
+                         "or diffusers:PATH or python:MODULE:FUNCTION")
+    recipe = load_recipe(model, modality, settings.get("train"))
+    return recipe.family, recipe.hash, MODELS.get(recipe.family)
 
 
 def check_metric_names(names: Any) -> None:
