@@ -264,14 +264,15 @@ def load_external(ref: str, device: str | torch.device = "cpu") -> GenerativeMod
 
 
 @lru_cache(maxsize=32)
-def describe_external(ref: str) -> tuple[str, str, type[GenerativeModel]]:
-    """(family, identity hash, model class) of an external model, for suites and run specs (loaded once per process).
+def describe_external(ref: str) -> tuple[str, str, type[GenerativeModel], tuple[int, ...]]:
+    """(family, identity hash, model class, data shape) of an external model, for suites and run specs
+    (loaded once per process).
 
     The hash covers what can change its samples: a diffusers pipeline's config and weight files, a Python
     factory's source file (the module itself; what it imports is not followed).
     """
     model = load_external(ref)
-    return model.family, _identity(ref), type(model)
+    return model.family, _identity(ref), type(model), model.data_shape
 
 
 def _identity(ref: str) -> str:

@@ -202,7 +202,7 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
         ds.check_split(s["reference_split"])
         features = resolve_features(s["features"], ds)
         for model in grid["models"]:
-            family_name, model_hash, family = _model_identity(str(model), ds.modality, s, where)
+            family_name, model_hash, family = _model_identity(str(model), ds, s, where)
             if ds.modality not in family.modalities:
                 raise UsageError(f"{where}: model {model!r} ({family_name}) cannot handle {ds.modality} data of {ds_name!r}; remove one of them")
             supported = family.supported_samplers()
@@ -226,18 +226,22 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
     return specs
 
 
-def _model_identity(model: str, modality: str, settings: dict[str, Any], where: str) -> tuple[str, str, type]:
+def _model_identity(model: str, dataset: Any, settings: dict[str, Any], where: str) -> tuple[str, str, type]:
     """(family name, hash, family class) of a grid's model: a recipe, or an external ``diffusers:``/``python:`` model."""
     from genbench.external import describe_external, is_external
     from genbench.models.base import MODELS
     from genbench.recipes import load_recipe
 
     if is_external(model):
-        return describe_external(model)
+        family, key, cls, shape = describe_external(model)
+        if shape != tuple(dataset.shape):
+            raise UsageError(f"{where}: model {model!r} draws samples of shape {shape}, but {dataset.name!r} holds "
+                             f"{tuple(dataset.shape)}; pair it with a dataset of its shape")
+        return family, key, cls
     if not _NAME_RE.match(model):  # a recipe is a file in reference_models/: no paths
         raise UsageError(f"{where}: model {model!r} is not a recipe name; name a recipe from `genbench ls models`, "
                          "or diffusers:PATH or python:MODULE:FUNCTION")
-    recipe = load_recipe(model, modality, settings.get("train"))
+    recipe = load_recipe(model, dataset.modality, settings.get("train"))
     return recipe.family, recipe.hash, MODELS.get(recipe.family)
 
 

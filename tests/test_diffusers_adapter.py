@@ -13,6 +13,7 @@ float32/float64 difference is 7e-5, and parity is a meaningful test.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def init_noise(n: int = 2) -> torch.Tensor:
 
 def diffusers_loop(path, scheduler_cls: str, steps: int, z: torch.Tensor, **overrides) -> torch.Tensor:
     """The pipeline's denoising loop with ``scheduler_cls.from_config(saved config)``."""
-    unet = diffusers.UNet2DModel.from_pretrained(str(path / "unet"))
+    unet = saved_unet(str(path))
     config = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     scheduler = getattr(diffusers, scheduler_cls).from_config(config, **overrides)
     scheduler.set_timesteps(steps)
@@ -75,8 +76,18 @@ def diffusers_loop(path, scheduler_cls: str, steps: int, z: torch.Tensor, **over
     return x
 
 
+@lru_cache(maxsize=4)
+def saved_unet(path: str) -> "diffusers.UNet2DModel":
+    return diffusers.UNet2DModel.from_pretrained(path + "/unet").eval()
+
+
+@lru_cache(maxsize=4)
+def loaded(path: str):
+    return load_external(f"diffusers:{path}")
+
+
 def genbench_run(path, sampler: str, steps: int, z: torch.Tensor) -> tuple[torch.Tensor, float]:
-    model = load_external(f"diffusers:{path}")
+    model = loaded(str(path))
     with torch.no_grad():
         return sample_vp_model(model, InitNoise(z, SeededNoise.for_run(0, len(z))), sampler, steps, model.data_shape)
 
