@@ -192,3 +192,22 @@ def test_init_noise_of_the_wrong_shape(pipeline_dir, tmp_path, capsys):
     err = cli_error(["sample", f"diffusers:{pipeline_dir}", "--sampler", "ddim", "--steps", "2", "--init-noise",
                      str(tmp_path / "z.npy"), "--out", str(tmp_path / "s.npz")], capsys)
     assert "(2, 3, 8, 8)" in err and not (tmp_path / "s.npz").exists()
+
+
+def test_a_suite_sweeps_a_diffusers_model_into_the_leaderboard(tmp_path):
+    import genbench
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                 layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    diffusers.DDIMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler()).save_pretrained(tmp_path / "pipe")
+    suite = tmp_path / "mine.yaml"
+    suite.write_text(f"name: mine\nsettings: {{n_samples: 32, n_reference: 32, features: raw, metrics: [fid]}}\n"
+                     f"runs:\n  - datasets: [digits]\n    models: ['diffusers:{tmp_path / 'pipe'}']\n"
+                     f"    samplers: [ddim, dpmpp_2m_discrete, heun]\n    steps: [2, 4]\n")
+    summary = genbench.run_suite(str(suite), out=tmp_path / "run", device="cpu", progress=False)
+    assert summary.count("ok") == 6, [r.error for r in summary.records]
+    df = genbench.load_results(tmp_path / "run")
+    assert set(df["nfe"]) == {2, 4, 3, 7}  # ddim and dpmpp_2m_discrete: steps; heun: 2 steps - 1
+    assert f"diffusers:{tmp_path / 'pipe'}" in summary.leaderboard.read_text()

@@ -118,3 +118,12 @@ def test_init_noise_is_the_initial_state_of_an_edm_model(user_dir):
     assert cli(["sample", "python:ident:make", "--sampler", "euler", "--steps", "3", "--init-noise",
                 str(user_dir / "z.npy"), "--out", str(user_dir / "s.npz"), "--device", "cpu"]) == 0
     np.testing.assert_allclose(np.load(user_dir / "s.npz")["samples"], 80.0 * z.numpy(), rtol=1e-6)
+
+
+def test_suite_refuses_a_user_model_of_another_shape(user_dir):
+    from genbench.suite import expand_suite, load_suite
+
+    (user_dir / "three.py").write_text("def make():\n    return (lambda x, sigma: x), (3,)\n")
+    (user_dir / "s.yaml").write_text("name: s\nruns:\n  - datasets: [toy2d:8gaussians]\n    models: [python:three:make]\n")
+    with pytest.raises(UsageError, match=r"shape \(3,\)"):
+        expand_suite(load_suite(str(user_dir / "s.yaml")))
