@@ -136,7 +136,7 @@ def load_diffusers(ref: str, device: str | torch.device = "cpu") -> DiffusersVPM
         raise UsageError(f"{ref}: scheduler {kind!r} is not supported; genbench reads discrete VP schedulers "
                          f"({', '.join(VP_SCHEDULERS[:4])}, ...)")
     try:
-        unet = UNet2DModel.from_pretrained(str(path / "unet"), torch_dtype=torch.float32)
+        unet = UNet2DModel.from_pretrained(str(path / "unet"), torch_dtype=torch.float32, low_cpu_mem_usage=False)
     except (OSError, ValueError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UsageError(f"{ref}: the UNet cannot be loaded ({first}); pass a complete pipeline directory") from None
@@ -261,6 +261,12 @@ def load_external(ref: str, device: str | torch.device = "cpu") -> GenerativeMod
     if ref.startswith(PYTHON):
         return load_python(ref, device)
     raise UsageError(f"{ref!r} is not an external model reference; use diffusers:PATH or python:MODULE:FUNCTION")
+
+
+@lru_cache(maxsize=4)
+def load_external_once(ref: str, device: str = "cpu") -> GenerativeModel:
+    """``load_external`` loaded once per process and device (a suite's runs of one model share it)."""
+    return load_external(ref, device)
 
 
 @lru_cache(maxsize=32)
