@@ -102,7 +102,7 @@ class DiffusersVPModel(LoadedModel):
         return vp_model_samplers()
 
     @classmethod
-    def default_steps(cls, sampler: str) -> int | None:
+    def default_steps(cls, sampler: str, config: Any = None) -> int | None:
         return None if getattr(SAMPLERS.get(sampler), "adaptive", False) else VP_DEFAULT_STEPS
 
     @torch.no_grad()
@@ -191,7 +191,7 @@ class DenoiserModel(LoadedModel):
         return samplers_of_kind("diffusion")
 
     @classmethod
-    def default_steps(cls, sampler: str) -> int | None:
+    def default_steps(cls, sampler: str, config: Any = None) -> int | None:
         from genbench.models.diffusion import EDMDiffusion
 
         return EDMDiffusion.default_steps(sampler)
