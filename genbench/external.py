@@ -5,7 +5,9 @@ Model references (a suite's ``models:`` entry, the MODEL of ``genbench sample``)
     diffusers:PATH               a saved diffusers pipeline directory (UNet2DModel + a VP scheduler, as
                                  DDPMPipeline / DDIMPipeline.save_pretrained write it), or a hub id when online
     python:MODULE:FUNCTION       FUNCTION() returns a GenerativeModel, or (denoiser, data_shape) where
-                                 denoiser(x, sigma) is an EDM-form D(x; sigma) (x = x_0 + sigma * eps, sigma [N])
+                                 denoiser(x, sigma) is an EDM-form D(x; sigma) (x = x_0 + sigma * eps, sigma [N]),
+                                 or (vp_model, data_shape) with a discrete VP model (genbench.samplers.vp's
+                                 DiscreteVPModel: vp_schedule, prediction_type, model_output(x_t, t))
 
 MODULE is a dotted module name (importable from the working directory) or a path to a ``.py`` file.
 A diffusers model is a discrete VP model (``genbench.samplers.vp``): the ``vp`` samplers read its saved
@@ -65,20 +67,18 @@ class LoadedModel(GenerativeModel):
 # -- diffusers --------------------------------------------------------------------------------------
 
 
-class DiffusersVPModel(LoadedModel):
-    """A diffusers UNet2DModel with its VP scheduler config: a discrete VP model (``vp_schedule``,
-    ``prediction_type``, ``scheduler_config``, ``model_output``) sampled by every ``vp`` and ``diffusion`` sampler."""
+class VPAdapter(LoadedModel):
+    """A discrete VP model genbench did not train (``vp_schedule``, ``prediction_type``, ``scheduler_config``,
+    ``model_output``), sampled by every ``vp`` sampler natively and every ``diffusion`` sampler in sigma form."""
 
-    family = "diffusers"
-    modalities = (IMAGES,)
+    family = "vp"
 
-    def __init__(self, unet: torch.nn.Module, scheduler_config: dict[str, Any], source: str):
+    def __init__(self, data_shape: tuple[int, ...], scheduler_config: dict[str, Any], source: str,
+                 schedule: Any = None):
         from genbench.samplers.vp import PREDICTION_TYPES, VPSchedule
 
-        size = unet.config.sample_size
-        h, w = (size, size) if isinstance(size, int) else tuple(size)
-        super().__init__((unet.config.in_channels, h, w), IMAGES, None, source=source)
-        self.unet = unet.eval().requires_grad_(False)
+        modality = IMAGES if len(data_shape) == 3 else POINTS
+        super().__init__(data_shape, modality, None, source=source)
         self.scheduler_config = dict(scheduler_config)
         self.prediction_type = self.scheduler_config.get("prediction_type") or "epsilon"
         if self.prediction_type not in PREDICTION_TYPES:
@@ -86,14 +86,8 @@ class DiffusersVPModel(LoadedModel):
                              f"{', '.join(PREDICTION_TYPES)} models")
         if self.scheduler_config.get("rescale_betas_zero_snr"):
             raise UsageError(f"{source}: rescale_betas_zero_snr schedules (alpha_bar_T = 0) are not supported; "
-                             "use a pipeline with an ordinary beta schedule")
-        self.vp_schedule = VPSchedule.from_config(self.scheduler_config)
-
-    @torch.no_grad()
-    def model_output(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The UNet's raw output at train timesteps t [N]; a learned-variance head's extra channels are dropped."""
-        out = self.unet(x_t, t).sample
-        return out[:, : x_t.shape[1]]
+                             "use a model with an ordinary beta schedule")
+        self.vp_schedule = schedule if schedule is not None else VPSchedule.from_config(self.scheduler_config)
 
     @classmethod
     def supported_samplers(cls) -> list[str]:
@@ -110,12 +104,45 @@ class DiffusersVPModel(LoadedModel):
         """x_T = noise (vp samplers) or sigma_max * noise (sigma-form samplers); images clamped to [-1, 1]."""
         from genbench.samplers.vp import sample_vp_model
 
-        check_choice(sampler, self.supported_samplers(), "sampler for a diffusers model")
+        check_choice(sampler, self.supported_samplers(), f"sampler for a {self.family} model")
         cfg = self.scheduler_config
         steps = steps if steps is not None else (self.default_steps(sampler) or 2)
         x, nfe = sample_vp_model(self, noise, sampler, steps, self.data_shape, self.device,
                                  spacing=cfg.get("timestep_spacing") or "leading", steps_offset=int(cfg.get("steps_offset") or 0))
-        return x.clamp(-1.0, 1.0), nfe
+        return (x.clamp(-1.0, 1.0) if self.modality == IMAGES else x), nfe
+
+
+class DiffusersVPModel(VPAdapter):
+    """A diffusers UNet2DModel with its saved VP scheduler config."""
+
+    family = "diffusers"
+    modalities = (IMAGES,)
+
+    def __init__(self, unet: torch.nn.Module, scheduler_config: dict[str, Any], source: str):
+        size = unet.config.sample_size
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        super().__init__((unet.config.in_channels, h, w), scheduler_config, source)
+        self.unet = unet.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def model_output(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The UNet's raw output at train timesteps t [N]; a learned-variance head's extra channels are dropped."""
+        out = self.unet(x_t, t).sample
+        return out[:, : x_t.shape[1]]
+
+
+class PythonVPModel(VPAdapter):
+    """A user's discrete VP model (an object with ``vp_schedule``, ``prediction_type``, ``model_output`` and,
+    optionally, ``scheduler_config``) of a given data shape."""
+
+    def __init__(self, model: Any, data_shape: tuple[int, ...], source: str):
+        config = {"prediction_type": model.prediction_type, **(getattr(model, "scheduler_config", None) or {})}
+        super().__init__(data_shape, config, source, schedule=model.vp_schedule)
+        self.user_model = model  # an nn.Module is registered as a submodule, so .to(device) moves it
+
+    @torch.no_grad()
+    def model_output(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.user_model.model_output(x_t, t)
 
 
 def load_diffusers(ref: str, device: str | torch.device = "cpu") -> DiffusersVPModel:
@@ -209,7 +236,7 @@ class DenoiserModel(LoadedModel):
 
 
 def load_python(ref: str, device: str | torch.device = "cpu") -> GenerativeModel:
-    """``python:MODULE:FUNCTION``: FUNCTION() -> GenerativeModel, or (denoiser, data_shape)."""
+    """``python:MODULE:FUNCTION``: FUNCTION() -> GenerativeModel, (denoiser, data_shape) or (vp_model, data_shape)."""
     module_name, sep, fn_name = ref[len(PYTHON):].rpartition(":")
     if not sep or not module_name or not fn_name:
         raise UsageError(f"{ref!r} is not python:MODULE:FUNCTION; e.g. python:my_models:make_model")
@@ -220,10 +247,16 @@ def load_python(ref: str, device: str | torch.device = "cpu") -> GenerativeModel
     made = factory()
     if isinstance(made, GenerativeModel):
         return made.to(device).eval()
-    if isinstance(made, tuple) and len(made) == 2 and callable(made[0]) and _is_shape(made[1]):
-        return DenoiserModel(made[0], tuple(int(s) for s in made[1]), ref).to(device).eval()
-    raise UsageError(f"{ref} returned a {type(made).__name__}; return a genbench GenerativeModel or a tuple "
-                     "(denoiser, data_shape) with denoiser(x, sigma) -> D(x; sigma)")
+    if isinstance(made, tuple) and len(made) == 2 and _is_shape(made[1]):
+        from genbench.samplers.vp import DiscreteVPModel
+
+        shape = tuple(int(s) for s in made[1])
+        if isinstance(made[0], DiscreteVPModel):
+            return PythonVPModel(made[0], shape, ref).to(device).eval()
+        if callable(made[0]):
+            return DenoiserModel(made[0], shape, ref).to(device).eval()
+    raise UsageError(f"{ref} returned a {type(made).__name__}; return a genbench GenerativeModel, a tuple "
+                     "(denoiser, data_shape) with denoiser(x, sigma) -> D(x; sigma), or (discrete VP model, data_shape)")
 
 
 def _is_shape(s: Any) -> bool:

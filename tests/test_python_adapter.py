@@ -127,3 +127,21 @@ def test_suite_refuses_a_user_model_of_another_shape(user_dir):
     (user_dir / "s.yaml").write_text("name: s\nruns:\n  - datasets: [toy2d:8gaussians]\n    models: [python:three:make]\n")
     with pytest.raises(UsageError, match=r"shape \(3,\)"):
         expand_suite(load_suite(str(user_dir / "s.yaml")))
+
+
+def test_factory_returning_a_discrete_vp_model_takes_the_vp_samplers(user_dir):
+    # the exact eps model of N(1, 0.5^2) under the linear schedule: E[eps | x_t] (tests/convergence.py)
+    (user_dir / "eps.py").write_text(
+        "from genbench.samplers.vp import VPSchedule\n"
+        "class Gaussian:\n"
+        "    vp_schedule = VPSchedule()\n"
+        "    prediction_type = 'epsilon'\n"
+        "    scheduler_config = {'clip_sample': False, 'timestep_spacing': 'trailing'}\n"
+        "    def model_output(self, x_t, t):\n"
+        "        ab = self.vp_schedule.alphas_cumprod[t.long()].to(x_t).reshape(-1, 1)\n"
+        "        return (1 - ab).sqrt() * (x_t - ab.sqrt()) / (ab * 0.25 + 1 - ab)\n"
+        "def make():\n    return Gaussian(), (1,)\n")
+    model = load_external("python:eps:make")
+    assert model.family == "vp" and {"ddim", "pndm", "dpmpp_2m_discrete", "heun"} <= set(model.supported_samplers())
+    x, nfe = model.sample(SeededNoise.for_run(0, 2000), "dpmpp_2m_discrete", 20)
+    assert nfe == 20 and abs(float(x.mean()) - 1.0) < 0.05 and abs(float(x.std()) - 0.5) < 0.04
