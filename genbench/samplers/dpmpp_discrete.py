@@ -65,8 +65,7 @@ def _vp_sigma(model: DiscreteVP, t: int, final_sigmas_type: str) -> float:
 @register_sampler("dpmpp_2m_discrete", kind=VP_KIND, stochastic=False, timesteps=dpm_timesteps)
 def sample_dpmpp_2m_discrete(model: DiscreteVP, x: torch.Tensor, timesteps: torch.Tensor,
                              noise: SeededNoise | None = None) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
-    Probabilistic Models", Algorithm 2) in discrete time, equal to diffusers' DPMSolverMultistepScheduler.
+    """DPM-Solver++(2M) on the train timesteps (Lu et al. 2022, "DPM-Solver++", Algorithm 2), as diffusers' DPMSolverMultistepScheduler.
 
     With alpha_t = 1 / sqrt(1 + s_t^2), sigma_t = s_t alpha_t, lambda_t = -log s_t, h = lambda_t' - lambda_t:
     x_t' = (sigma_t' / sigma_t) x_t - alpha_t' (e^-h - 1) (D0 + D1 / 2) with D0 = x_0(x_t), D1 = (D0 - D0_prev) / r,
