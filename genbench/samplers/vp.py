@@ -343,7 +343,8 @@ def sample_vp_model(model: DiscreteVPModel, noise: SeededNoise, sampler: str, st
                     clip_x0: float | None = None) -> tuple[torch.Tensor, float]:
     """Draw len(noise) samples of a discrete VP model with any registered sampler; returns (x_0, NFE per sample).
 
-    ``vp`` samplers: x_T = noise, timesteps = ``vp_schedule.timesteps(steps, spacing, steps_offset)``.
+    ``vp`` samplers: x_T = noise, timesteps = the sampler's own ``timesteps`` hook (samplers that follow a
+    diffusers scheduler read the model's ``scheduler_config``), else ``vp_schedule.timesteps(steps, spacing, steps_offset)``.
     ``diffusion`` samplers: x = sigma_max noise over the ``sigma_schedule`` from sigma(T-1) to sigma(0),
     the model seen through ``VPDenoiser``. ``clip_x0`` clamps the x_0 predictions of ``vp`` samplers only.
     The NFE counts the calls of ``model.model_output``.
