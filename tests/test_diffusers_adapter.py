@@ -211,3 +211,17 @@ def test_a_suite_sweeps_a_diffusers_model_into_the_leaderboard(tmp_path):
     df = genbench.load_results(tmp_path / "run")
     assert set(df["nfe"]) == {2, 4, 3, 7}  # ddim and dpmpp_2m_discrete: steps; heun: 2 steps - 1
     assert f"diffusers:{tmp_path / 'pipe'}" in summary.leaderboard.read_text()
+
+
+def test_learned_variance_head_keeps_the_mean_channels():
+    from genbench.external import DiffusersVPModel
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=6, block_out_channels=(8, 16),
+                                 layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    model = DiffusersVPModel(unet, {"variance_type": "learned_range"}, "test")
+    x = torch.randn(2, 3, 8, 8)
+    t = torch.full((2,), 500.0)
+    torch.testing.assert_close(model.model_output(x, t), unet(x, t).sample[:, :3])
+    assert model.sample(SeededNoise.for_run(0, 2), "ddim", 3)[0].shape == (2, 3, 8, 8)
