@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from genbench.errors import UsageError
 from genbench.registry import Registry
 
 
@@ -22,6 +23,9 @@ class MetricKey:
     key: str
     higher_is_better: bool
     description: str = ""
+    # the interval is for the population value (n -> infinity) and is centred on the estimate
+    # less its estimated O(1/n) bias (FID); otherwise it covers the expectation at the n used
+    bias_corrected: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,21 @@ class MetricOptions:
     seed: int = 2020
     prc_k: int = 3
     dc_k: int = 5
-    bootstrap: int = 0  # number of bootstrap resamples of the generated set (0: no CI)
+    bootstrap: int = 0  # half-sampling replicates for confidence intervals (0: none); see bootstrap.py
     ci_level: float = 0.95
     fd_inf_points: int = 15  # number of n values for FD-infinity
     device: str = "cpu"
     chunk_size: int = 10_000  # rows per block in k-NN distance computations
+    # precision/recall/density/coverage on min(n1, n2) samples of each set, the larger set
+    # subsampled without replacement (seeded with ``seed``): coverage and recall grow with n1
+    knn_equal_n: bool = True
+    # a metric undefined at these sizes (fd_inf with too few samples): "raise" a UsageError, or
+    # "warn" (suites): leave its keys out of the result and say why in the warnings
+    on_undefined: str = "raise"
+
+
+class UndefinedMetric(UsageError):
+    """A metric that these inputs cannot define (too few samples for its estimator); one line naming what is needed."""
 
 
 @dataclass
@@ -60,7 +74,6 @@ StatsComputeFn = Callable[[torch.Tensor, dict, MetricOptions], "tuple[dict[str, 
 
 # Reserved entries of a compute function's info dict, which evaluate_features moves elsewhere:
 INFO_WARNINGS = "warnings"  # list[str] -> MetricResult.warnings
-INFO_REPLICATES = "replicates"  # {key: [B] bootstrap replicate values} -> MetricResult.ci
 
 
 @dataclass(frozen=True)
@@ -76,25 +89,35 @@ class Metric:
     description: str = ""
     compute_from_stats: StatsComputeFn | None = None
     default: bool = True  # part of "all that the features allow" (fd_inf is opt-in)
+    # half-sampling replicates for intervals: None leaves the metric without one (fd_inf);
+    # ``replicate``/``replicate_from_stats`` default to compute/compute_from_stats and may be a
+    # faster computation of the same values
+    intervals: bool = True
+    replicate: ComputeFn | None = None
+    replicate_from_stats: StatsComputeFn | None = None
+    equal_n: bool = False  # a k-NN metric, evaluated at equal n when options.knn_equal_n
 
 
 METRICS: Registry[Metric] = Registry("metric", package="genbench.metrics")
 KEYS: dict[str, MetricKey] = {}
 
 
-def register_key(key: str, higher_is_better: bool, description: str = "") -> MetricKey:
-    mk = MetricKey(key, higher_is_better, description)
+def register_key(key: str, higher_is_better: bool, description: str = "", bias_corrected: bool = False) -> MetricKey:
+    mk = MetricKey(key, higher_is_better, description, bias_corrected)
     if key in KEYS and KEYS[key] != mk:
         raise ValueError(f"metric key {key!r} is registered twice with different meanings")
     KEYS[key] = mk
     return mk
 
 
-def register_group(group: str, keys: tuple[MetricKey, ...], compute: ComputeFn, needs: str = "pool") -> None:
+def register_group(
+    group: str, keys: tuple[MetricKey, ...], compute: ComputeFn, needs: str = "pool", equal_n: bool = False
+) -> None:
     """One metric per key (named as the key), all computed by one call of ``compute`` per evaluation."""
     for mk in keys:
         METRICS.register(mk.key, Metric(name=mk.key, keys=(mk.key,), needs=needs, needs_reference=True,
-                                        compute=compute, group=group, description=mk.description))
+                                        compute=compute, group=group, description=mk.description,
+                                        equal_n=equal_n))
 
 
 def metric_key(key: str) -> MetricKey | None:
