@@ -59,6 +59,17 @@ def v_trailing_dir(tmp_path_factory):
                          timestep_spacing="trailing", clip_sample=False)
 
 
+@pytest.fixture(scope="module")
+def ddim_settings_dir(tmp_path_factory):
+    """A DDIMPipeline whose DDIMScheduler sets what DDPMScheduler's config lacks: set_alpha_to_one, steps_offset,
+    dynamic thresholding, the cosine schedule."""
+    path = tmp_path_factory.mktemp("ddim-pipeline")
+    scheduler = diffusers.DDIMScheduler(beta_schedule="squaredcos_cap_v2", set_alpha_to_one=False, steps_offset=1,
+                                        thresholding=True, sample_max_value=1.5)
+    diffusers.DDIMPipeline(unet=tiny_unet(), scheduler=scheduler).save_pretrained(path)
+    return path
+
+
 def init_noise(n: int = 2) -> torch.Tensor:
     return torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(1))
 
@@ -114,6 +125,14 @@ def test_v_prediction_and_trailing_spacing_equal_diffusers(v_trailing_dir, sampl
     z = init_noise()
     ref = diffusers_loop(v_trailing_dir, scheduler, 10, z, **overrides)
     ours, _ = genbench_run(v_trailing_dir, sampler, 10, z)
+    assert float((ours - ref).abs().max() / ref.abs().max()) < TOLERANCE
+
+
+@pytest.mark.parametrize("sampler,scheduler,overrides", CASES)
+def test_ddim_pipeline_settings_equal_diffusers(ddim_settings_dir, sampler, scheduler, overrides):
+    z = init_noise()
+    ref = diffusers_loop(ddim_settings_dir, scheduler, 10, z, **overrides)
+    ours, _ = genbench_run(ddim_settings_dir, sampler, 10, z)
     assert float((ours - ref).abs().max() / ref.abs().max()) < TOLERANCE
 
 
