@@ -132,8 +132,8 @@ def run(
                         executor=executor.value, quiet=quiet, log_json=log_json)
     for w in summary.warnings:
         typer.echo(f"warning: {w}", err=True)
-    typer.echo(f"{summary.suite}: {summary.reused} reused, {summary.ran} run; {summary.count('ok')} ok, "
-               f"{summary.count('failed')} failed, {summary.count('skipped')} skipped; "
+    typer.echo(f"{summary.suite}: {summary.count('ok')} ok, {summary.count('failed')} failed, "
+               f"{summary.count('skipped')} skipped ({summary.reused} reused, {summary.ran} run); "
                f"results in {summary.out / 'results.sqlite'}", err=True)
     if not quiet:
         typer.echo(f"leaderboard: {summary.leaderboard}", err=True)

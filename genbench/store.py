@@ -96,25 +96,35 @@ class ResultsStore:
     def _open_writable(self) -> sqlite3.Connection:
         try:
             con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        except sqlite3.DatabaseError as e:
+            raise self._translate(e) from None
+        try:
             con.execute("PRAGMA busy_timeout = 60000")
             if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 con.execute("PRAGMA journal_mode = WAL")
             con.execute("PRAGMA synchronous = NORMAL")
             return con
         except sqlite3.DatabaseError as e:
+            con.close()  # a failed open leaves no file handle behind (a disk could not be remounted)
             raise self._translate(e) from None
 
     def _open_readonly(self) -> sqlite3.Connection:
-        """``mode=ro`` reads a live WAL store; where SQLite cannot create the WAL index beside a store
-        (a read-only directory or filesystem), ``immutable=1`` reads the file as it is."""
+        """A reader never writes. Where the directory is writable it opens the store as writers do
+        (so the last connection to close folds the WAL back and removes ``-wal``/``-shm``, leaving
+        the directory as it found it); else ``mode=ro`` reads a live WAL store, and where SQLite cannot
+        create the WAL index beside a store (a read-only directory or filesystem) ``immutable=1``
+        reads the file as it is."""
         uri = self.path.resolve().as_uri()
-        for flags in ("mode=ro", "mode=ro&immutable=1"):
+        for flags in ("mode=rw", "mode=ro", "mode=ro&immutable=1"):
+            con = None
             try:
                 con = sqlite3.connect(f"{uri}?{flags}", uri=True, timeout=60.0, isolation_level=None)
                 con.execute("PRAGMA busy_timeout = 60000")
                 con.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 return con
             except sqlite3.DatabaseError as e:
+                if con is not None:
+                    con.close()
                 last = e
                 if "malformed" in str(e) or "not a database" in str(e):
                     break

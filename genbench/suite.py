@@ -12,7 +12,7 @@ Schema (unknown keys are an error naming the key)::
       metrics: [fid, precision, recall]
       features: auto                    # or raw, inception, domain:digits, ...
       train: {steps: 500}               # overrides of the recipes' training budgets
-    seeds: [0, 1, 2]                    # default seeds of every grid (each seed trains and samples on its own)
+    seeds: [0, 1, 2]                    # seeds of the grids here and in included suites that list none
     runs:                               # grids: datasets x models x samplers x steps x seeds
       - datasets: [toy2d:8gaussians]
         models: [diffusion-mlp]         # recipes, or diffusers:PATH / python:MODULE:FUNCTION models
@@ -21,8 +21,10 @@ Schema (unknown keys are an error naming the key)::
         seeds: [0]                      # default: the suite's seeds, else [0]
         settings: {n_samples: 1000}     # per-grid overrides
 
-Runs of included suites come first; settings (and ``seeds``) merge with the including file
-winning, and a grid's own settings win over both. A model that cannot use a listed sampler
+Runs of included suites come first; settings merge with the including file winning, and a
+grid's own settings win over both. A suite's ``seeds`` apply to its grids and to the grids of the
+suites it includes that list no ``seeds`` of their own (the including file's win over an included
+file's); ``--seeds`` replaces them all. Each seed trains and samples on its own. A model that cannot use a listed sampler
 skips it; a model that can use none of them runs with its own ``native`` sampler, and the
 expansion says so (``plan_suite(...).notes``); a sampler that no model of its grid can use is
 an error. Every value is checked here, at expansion (exit 2), not when a spec runs.
@@ -46,6 +48,7 @@ from genbench.registry import check_choice
 
 SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "seeds", "runs"}
 GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings"}
+SUITE_SEEDS = "_suite_seeds"  # (internal grid key) the seeds a suite file gave a grid that lists none
 SETTING_DEFAULTS: dict[str, Any] = {
     "n_samples": 1000,
     "n_reference": 1000,
@@ -67,7 +70,7 @@ class Suite:
     settings: dict[str, Any]
     runs: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
-    seeds: list[int] | None = None  # default seeds of grids that list none
+    seeds: list[int] | None = None  # this file's own ``seeds:`` (already applied to its grids)
 
 
 @dataclass
@@ -116,7 +119,6 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
     settings: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
     primary = None
-    seeds = None
     for inc in includes:
         try:
             child = _load(resolve_suite_path(str(inc), base=path.parent), (*stack, path))
@@ -127,14 +129,15 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
         settings = _merge(settings, child.settings)
         runs += child.runs
         primary = primary or child.primary_metric
-        seeds = child.seeds if child.seeds is not None else seeds
     own = raw.get("settings") or {}
     _check_settings(own, f"suite {path.name}")
     settings = _merge(settings, own)
-    if raw.get("seeds") is not None:
-        seeds = check_seeds(raw["seeds"], f"suite {path.name}")
     for i, grid in enumerate(raw.get("runs") or []):
         runs.append(_check_grid(grid, f"suite {path.name}, runs[{i}]"))
+    seeds = None
+    if raw.get("seeds") is not None:  # this file's seeds, over those its included files gave their grids
+        seeds = check_seeds(raw["seeds"], f"suite {path.name}")
+        runs = [g if "seeds" in g else {**g, SUITE_SEEDS: seeds} for g in runs]
     name = str(raw.get("name") or path.stem)
     if not _NAME_RE.match(name):
         raise UsageError(f"suite name {name!r} in {path.name} may only use letters, digits, '_', '-' and '.' (not first); rename it")
@@ -203,7 +206,7 @@ def plan_suite(suite: Suite, seed: int | None = None, seeds: list[int] | None = 
     seen: set[str] = set()
     for i, grid in enumerate(suite.runs):
         where = f"suite {suite.name}, runs[{i}]"
-        grid_seeds = override or check_seeds(grid.get("seeds") or suite.seeds or [0], where)
+        grid_seeds = override or check_seeds(grid.get("seeds") or grid.get(SUITE_SEEDS) or [0], where)
         for spec in _expand_grid(suite, grid, grid_seeds, where, plan.notes):
             if spec.key not in seen:
                 seen.add(spec.key)

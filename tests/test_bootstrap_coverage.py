@@ -67,5 +67,6 @@ if __name__ == "__main__":  # the README's coverage table: python tests/test_boo
 
     torch.set_num_threads(1)
     n, d = int(sys.argv[1]), int(sys.argv[2])
-    names = sys.argv[3].split(",") if len(sys.argv) > 3 else ["fid", "kid", "precision", "recall", "density", "coverage"]
+    everything = ["fid", "kid", "precision", "recall", "density", "coverage"]
+    names = sys.argv[3].split(",") if len(sys.argv) > 3 else everything
     print(f"n = {n}, d = {d}, {REPLICATIONS} replications:", coverages(names, n, d, {"fid": population_fid(d)}))

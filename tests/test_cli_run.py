@@ -40,7 +40,7 @@ def test_seeds_accumulate_on_the_leaderboard_and_reuse_is_reported(tmp_path, sui
     assert first.exit_code == 0, first.output
     # the model no listed sampler fits runs with native, and the run says so
     assert "note: " in first.stderr and "tiny (tiny) supports none of the samplers euler" in first.stderr
-    assert "0 reused, 2 run; 2 ok" in first.stderr
+    assert "2 ok, 0 failed, 0 skipped (0 reused, 2 run)" in first.stderr
     second = invoke("run", "--suite", suite, "--out", out, "--seed", "1", "--no-progress")
     assert second.exit_code == 0, second.output
     md = (out / "leaderboard.md").read_text()
@@ -54,7 +54,7 @@ def test_seeds_accumulate_on_the_leaderboard_and_reuse_is_reported(tmp_path, sui
 
     again = invoke("run", "--suite", suite, "--out", out, "--seeds", "0,1", "--no-progress")
     assert again.exit_code == 0, again.output
-    assert "4 reused, 0 run; 4 ok, 0 failed, 0 skipped" in again.stderr
+    assert "4 ok, 0 failed, 0 skipped (4 reused, 0 run)" in again.stderr
 
     agg = invoke("results", out, "--aggregate", "seeds")
     assert agg.exit_code == 0, agg.output
@@ -78,7 +78,7 @@ def test_quiet_and_event_log(tmp_path, suite):
     out, log = tmp_path / "run", tmp_path / "logs" / "events.jsonl"
     res = invoke("run", "--suite", suite, "--out", out, "--quiet", "--log-json", log)
     assert res.exit_code == 0, res.output
-    assert "run  " not in res.stderr and "leaderboard:" not in res.stderr and "2 run; 2 ok" in res.stderr
+    assert "run  " not in res.stderr and "leaderboard:" not in res.stderr and "2 ok, 0 failed, 0 skipped (0 reused, 2 run)" in res.stderr
     events = [json.loads(line) for line in log.read_text().splitlines()]
     for key in {e["key"] for e in events}:
         assert [e["event"] for e in events if e["key"] == key] == ["spec_started", "trained", "sampled", "evaluated"]

@@ -129,6 +129,11 @@ def test_every_warning_is_a_footnote_and_kid_whole_set_shows_no_plus_minus():
     assert len(notes) == 3
     assert any("rank-deficient" in n for n in notes) and any("whole sets" in n for n in notes)
     assert any("outside its own 95% bootstrap interval" in n for n in notes)
+    # a bias-corrected (half-sampling) interval excludes a biased estimate for another reason, and says so
+    corrected = rec(spec(), {"fid": 1.0}, ci={"fid": (0.2, 0.8)}, info={"ci_method": "half-sampling"})
+    md2 = render_markdown([corrected], "unit", "fid")
+    assert "outside its own 95% half-sampling interval" in md2 and "population value" in md2
+    assert "(half-sampling)" in md2.split("\n## ")[0]  # the header names the interval method
     diffusion = next(r for r in table_rows(digits.split("\n\n", 3)[2]) if r[2] == "euler")
     assert diffusion[6] == "**0.01 ± 2.00e-03**"  # a real subset spread is still shown (and 0.01 < 0.02 is best)
 
@@ -208,7 +213,7 @@ def test_results_to_latex_booktabs_bold_and_plus_minus(store_dir):
     tex = results_to_latex(load_results(store_dir))
     assert tex.count(r"\begin{tabular}") == 3 and tex.count(r"\toprule") == 3 and r"\bottomrule" in tex
     assert r"$\mathbf{2}$" in tex  # the best FID of the domain:digits table
-    assert r"$12\,[12.5, 14]^\dagger$" in tex and "outside its own bootstrap interval" in tex  # flagged
+    assert r"$12\,[12.5, 14]^\dagger$" in tex and "outside its own interval" in tex  # flagged
     assert r"^{+" not in tex  # no interval here contains its estimate
     assert r"$1.3 \pm 0.1$" in tex  # seeds: mean \pm std (the only NLL: nothing to be best against)
     assert r"diffusion\_mlp" not in tex and "diffusion-mlp" in tex and "fid $\\downarrow$" in tex
@@ -277,3 +282,13 @@ def test_a_run_keeps_64_uint8_samples_per_spec(tmp_path):
     assert by_ds["toy2d:moons"].shape == (80, 2)
     md = summary.leaderboard.read_text()
     assert len(re.findall(r"-samples-[^)]+\.png\)", md)) == 2
+
+
+def test_a_figure_that_cannot_be_drawn_costs_nothing_but_itself(store_dir, monkeypatch):
+    def broken(*a, **k):
+        raise ValueError("no backend")
+
+    monkeypatch.setattr("genbench.report.figures.quality_nfe_figure", broken)
+    md = write_leaderboard_from_store(store_dir)[0].read_text()
+    assert "figures of this table could not be drawn (ValueError: no backend)" in md
+    assert "| diffusion-mlp" in md and "## Provenance" in md

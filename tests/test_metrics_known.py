@@ -276,17 +276,28 @@ def test_fid_replicate_equals_fid():
 
 
 def test_fid_interval_is_centred_on_the_bias_corrected_estimate():
-    """Same distribution: population FID 0, the estimate at n = 300 only bias (c/n). The interval
-    is centred on estimate - bias, covers 0, and the estimate outside it is flagged."""
+    """n = 300, d = 12: FID's O(d/n) bias is larger than its spread. The interval is centred on
+    estimate - bias and holds the population value (1.08 here, 0 for the same distribution, where
+    the interval is clipped at 0); the estimate outside its interval is flagged."""
     g = torch.Generator().manual_seed(4)
     x, y = (torch.randn(300, 12, generator=g, dtype=torch.float64) for _ in range(2))
-    result = evaluate_features(["fid"], {"pool": x}, {"pool": y}, MetricOptions(bootstrap=40))
-    lo, hi = result.ci["fid"]
-    bias = result.info["fid_bias"]
-    assert 0.5 * result.values["fid"] < bias < 1.5 * result.values["fid"]  # nearly all of it is bias
-    assert (lo + hi) / 2 == pytest.approx(result.values["fid"] - bias)
-    assert lo <= 0.0 <= hi
-    assert any("outside its bias-corrected interval" in w for w in result.warnings)
+    shifted = evaluate_features(["fid"], {"pool": x}, {"pool": y + 0.3}, MetricOptions(bootstrap=40))
+    lo, hi = shifted.ci["fid"]
+    bias = shifted.info["fid_bias"]
+    assert 0.1 < bias < shifted.values["fid"]
+    assert (lo + hi) / 2 == pytest.approx(shifted.values["fid"] - bias)
+    assert lo <= 12 * 0.3**2 <= hi < shifted.values["fid"]
+    assert any("outside its bias-corrected interval" in w for w in shifted.warnings)
+    same = evaluate_features(["fid"], {"pool": x}, {"pool": y}, MetricOptions(bootstrap=40))
+    assert same.ci["fid"][0] == 0.0 < same.ci["fid"][1] < same.values["fid"]
+
+
+def test_sets_too_small_to_halve_get_no_interval_and_a_reason():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 3, generator=g), torch.randn(7, 3, generator=g)
+    result = evaluate_features(["fid", "precision", "recall"], {"pool": x}, {"pool": y}, MetricOptions(bootstrap=5))
+    assert set(result.values) == {"fid", "precision", "recall"} and set(result.ci) == {"fid"}
+    assert any("no interval for precision, recall: half of each set is too small" in w for w in result.warnings)
 
 
 def test_interval_from_statistics_says_it_covers_the_generated_set_only():

@@ -134,6 +134,14 @@ def test_seeds_from_the_suite_the_grid_and_the_command_line(tmp_path):
     assert [(s.dataset, s.seed) for s in expand_suite(suite)] == [
         ("toy2d:moons", 3), ("toy2d:moons", 4), ("toy2d:8gaussians", 9)]
     assert {s.seed for s in expand_suite(suite, seeds=[0, 1, 2])} == {0, 1, 2}
+    # an included suite's seeds stay with its grids; the including file's seeds win over them
+    write(tmp_path, "other.yaml", "runs:\n  - {datasets: [toy2d:2spirals], models: [tiny]}\n")
+    both = write(tmp_path, "both.yaml", "include: [base.yaml, other.yaml]\n")
+    assert [(s.dataset, s.seed) for s in expand_suite(load_suite(str(both)))] == [
+        ("toy2d:moons", 3), ("toy2d:moons", 4), ("toy2d:8gaussians", 9), ("toy2d:2spirals", 0)]
+    over = write(tmp_path, "over.yaml", "include: [base.yaml, other.yaml]\nseeds: [5]\n")
+    assert [(s.dataset, s.seed) for s in expand_suite(load_suite(str(over)))] == [
+        ("toy2d:moons", 5), ("toy2d:8gaussians", 9), ("toy2d:2spirals", 5)]
     assert len(expand_suite(suite, seeds=[0, 1, 2])) == 6
     with pytest.raises(UsageError, match="distinct non-negative"):
         expand_suite(suite, seeds=[1, 1])

@@ -26,6 +26,7 @@ class MetricKey:
     # the interval is for the population value (n -> infinity) and is centred on the estimate
     # less its estimated O(1/n) bias (FID); otherwise it covers the expectation at the n used
     bias_corrected: bool = False
+    bounds: tuple[float | None, float | None] = (None, None)  # the value's range; intervals are clipped to it
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,14 @@ METRICS: Registry[Metric] = Registry("metric", package="genbench.metrics")
 KEYS: dict[str, MetricKey] = {}
 
 
-def register_key(key: str, higher_is_better: bool, description: str = "", bias_corrected: bool = False) -> MetricKey:
-    mk = MetricKey(key, higher_is_better, description, bias_corrected)
+def register_key(
+    key: str,
+    higher_is_better: bool,
+    description: str = "",
+    bias_corrected: bool = False,
+    bounds: tuple[float | None, float | None] = (None, None),
+) -> MetricKey:
+    mk = MetricKey(key, higher_is_better, description, bias_corrected, bounds)
     if key in KEYS and KEYS[key] != mk:
         raise ValueError(f"metric key {key!r} is registered twice with different meanings")
     KEYS[key] = mk

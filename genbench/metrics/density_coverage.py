@@ -38,8 +38,8 @@ from genbench.metrics.neighbours import (
     reference_radius,
 )
 
-DENSITY = register_key("density", True, "density, k-NN balls of real samples (Naeem et al. 2020)")
-COVERAGE = register_key("coverage", True, "coverage, k-NN balls of real samples (Naeem et al. 2020)")
+DENSITY = register_key("density", True, "density, k-NN balls of real samples (Naeem et al. 2020)", bounds=(0, None))
+COVERAGE = register_key("coverage", True, "coverage, k-NN balls of real samples (Naeem et al. 2020)", bounds=(0, 1))
 
 
 def density_coverage(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -> tuple[float, float]:

@@ -235,20 +235,9 @@ def add_intervals(result: MetricResult, computed: list, options: MetricOptions) 
     if not with_ci:
         return
     result.info.update(bootstrap=options.bootstrap, ci_level=options.ci_level, ci_method=CI_METHOD)
-    generator = torch.Generator().manual_seed(options.seed)
-    plain = dataclasses.replace(options, bootstrap=0)
-    replicates: dict[str, list[float]] = {}
-    for _ in range(options.bootstrap):
-        halves: dict = {}  # one pair of halves per distinct input, shared by the groups using it
-        with neighbours.shared_searches(knn_neighbours([m for m, _, _ in with_ci], options)):
-            for members, inputs, _ in with_ci:
-                key = id(inputs)
-                if key not in halves:
-                    halves[key] = halve(inputs, generator)
-                values, _ = compute_group(members, halves[key], plain, replicate=True)
-                for k in (k for m in members for k in m.keys if k in values):
-                    replicates.setdefault(k, []).append(values[k])
-    for members, inputs, values in with_ci:
+    replicates, too_small = replicate_values(with_ci, options)
+    result.warnings += list(too_small.values())
+    for members, inputs, values in (g for g in with_ci if id(g[0][0]) not in too_small):
         # kid_std and is_std are spreads over subsets/splits, not estimates: no interval
         for key in (k for m in members for k in m.keys if k in replicates and not k.endswith("_std")):
             bias_corrected = KEYS[key].bias_corrected
@@ -256,7 +245,7 @@ def add_intervals(result: MetricResult, computed: list, options: MetricOptions) 
                 values[key], torch.tensor(replicates[key], dtype=torch.float64), len(inputs.x),
                 options.ci_level, bias_corrected,
             )
-            result.ci[key] = ci
+            result.ci[key] = ci = clip(ci, KEYS[key].bounds)
             if inputs.stats is not None:
                 result.warnings.append(
                     f"{key}: the reference is given as statistics, so its interval covers the generated "
@@ -265,6 +254,40 @@ def add_intervals(result: MetricResult, computed: list, options: MetricOptions) 
             if bias_corrected:
                 result.info[f"{key}_bias"] = bias
                 result.warnings += interval_warning(key, values[key], ci, bias)
+
+
+def replicate_values(with_ci: list, options: MetricOptions) -> tuple[dict[str, list[float]], dict[int, str]]:
+    """Each key's values on options.bootstrap pairs of halves, and why a group had none (too few samples)."""
+    generator = torch.Generator().manual_seed(options.seed)
+    plain = dataclasses.replace(options, bootstrap=0)
+    replicates: dict[str, list[float]] = {}
+    too_small: dict[int, str] = {}
+    for _ in range(options.bootstrap):
+        halves: dict = {}  # one pair of halves per distinct input, shared by the groups using it
+        with neighbours.shared_searches(knn_neighbours([m for m, _, _ in with_ci], options)):
+            for members, inputs, _ in with_ci:
+                if id(inputs) not in halves:
+                    halves[id(inputs)] = halve(inputs, generator)
+                keys = [k for m in members for k in m.keys]
+                try:
+                    values, _ = compute_group(members, halves[id(inputs)], plain, replicate=True)
+                except UsageError as e:  # e.g. k-NN metrics on halves of 3 samples: no interval, say why
+                    note = f"no interval for {', '.join(keys)}: half of each set is too small ({e})"
+                    too_small.setdefault(id(members[0]), note)
+                    continue
+                for k in (k for k in keys if k in values):
+                    replicates.setdefault(k, []).append(values[k])
+    return replicates, too_small
+
+
+def clip(interval: tuple[float, float], bounds: tuple[float | None, float | None]) -> tuple[float, float]:
+    """The interval within the value's range (FID's population value is >= 0: a normal interval need not be)."""
+    lo, hi = interval
+    if bounds[0] is not None:
+        lo, hi = max(lo, bounds[0]), max(hi, bounds[0])
+    if bounds[1] is not None:
+        lo, hi = min(lo, bounds[1]), min(hi, bounds[1])
+    return lo, hi
 
 
 def halve(inputs: GroupInputs, generator: torch.Generator) -> GroupInputs:

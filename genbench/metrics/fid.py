@@ -25,7 +25,9 @@ from genbench.metrics.base import (
     register_key,
 )
 
-FID = register_key("fid", False, "Fréchet Inception Distance (Heusel et al. 2017)", bias_corrected=True)
+FID = register_key(
+    "fid", False, "Fréchet Inception Distance (Heusel et al. 2017)", bias_corrected=True, bounds=(0.0, None)
+)
 
 
 def features_to_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

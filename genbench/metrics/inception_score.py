@@ -20,7 +20,7 @@ from genbench.metrics.base import (
     register_key,
 )
 
-IS_MEAN = register_key("is_mean", True, "Inception Score, mean over splits (Salimans et al. 2016)")
+IS_MEAN = register_key("is_mean", True, "Inception Score, mean over splits (Salimans et al. 2016)", bounds=(1.0, None))
 IS_STD = register_key("is_std", False, "Inception Score, standard deviation over splits")
 
 

@@ -29,7 +29,10 @@ from genbench.metrics.base import (
     register_key,
 )
 
-KID_MEAN = register_key("kid_mean", False, "Kernel Inception Distance, mean over subsets (Bińkowski et al. 2018)")
+# the estimate may be negative (it is unbiased), the population MMD^2 is not: intervals start at 0
+KID_MEAN = register_key(
+    "kid_mean", False, "Kernel Inception Distance, mean over subsets (Bińkowski et al. 2018)", bounds=(0.0, None)
+)
 KID_STD = register_key("kid_std", False, "Kernel Inception Distance, standard deviation over subsets")
 
 PairSums = Callable[..., torch.Tensor]

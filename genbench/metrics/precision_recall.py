@@ -28,8 +28,10 @@ from genbench.metrics.neighbours import (
     reference_radius,
 )
 
-PRECISION = register_key("precision", True, "improved precision, k-NN balls (Kynkäänniemi et al. 2019)")
-RECALL = register_key("recall", True, "improved recall, k-NN balls (Kynkäänniemi et al. 2019)")
+PRECISION = register_key(
+    "precision", True, "improved precision, k-NN balls (Kynkäänniemi et al. 2019)", bounds=(0, 1)
+)
+RECALL = register_key("recall", True, "improved recall, k-NN balls (Kynkäänniemi et al. 2019)", bounds=(0, 1))
 
 
 def precision_recall(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -> tuple[float, float]:

@@ -95,7 +95,8 @@ def group_to_latex(df: pd.DataFrame, caption: str, several: bool) -> str:
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if "dagger" in "".join(lines):
-        lines.append(r"% $^\dagger$: the estimate lies outside its own bootstrap interval (resampling bias)")
+        lines.append(r"% $^\dagger$: the estimate lies outside its own interval (a biased estimate at this n, "
+                     r"or resampling bias of a percentile bootstrap)")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from genbench.cache import atomic_write_bytes, content_key
+from genbench.cache import UnwritableError, WriteFailure, atomic_write_bytes, content_key
 from genbench.spec import OK, Record
 
 COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "bpd", "nll",
@@ -32,7 +32,7 @@ LIKELIHOOD_KEYS = ("bpd", "nll")
 SPEC_HEAD = ["model", "family", "sampler", "steps"]
 SUPERSCRIPT = str.maketrans("0123456789,", "⁰¹²³⁴⁵⁶⁷⁸⁹˒")
 # warnings the leaderboard states itself, in one wording per kind (so one footnote serves every row)
-_RESTATED = ("outside its bootstrap interval", "outside its own bootstrap interval")
+_RESTATED = ("outside its bootstrap interval", "outside its own bootstrap interval", "outside its bias-corrected interval")
 
 
 def arrow(key: str) -> str:
@@ -93,6 +93,7 @@ class Row:
     label: str = ""
     nll_true: float | None = None  # toy data: the reference points' NLL under the true density
     key: str = ""  # the record's key (the first seed's, for an aggregated row)
+    ci_method: str | None = None  # how the intervals were made (None: the percentile bootstrap of older stores)
     members: list["Row"] = field(default_factory=list)  # the per-seed rows of an aggregated row
 
     def value(self, key: str) -> float | None:
@@ -114,7 +115,7 @@ def row_of_record(rec: Record) -> Row:
                {k: v for k, v in rec.metrics.items() if _is_number(v)}, ci=dict(rec.ci), warnings=warnings,
                n_fake=p.get("n_fake"), n_real=p.get("n_real"), kid_subset_size=rec.info.get("kid_subset_size"),
                likelihood_kind=rec.info.get("likelihood_kind"), label=s.label(), nll_true=rec.info.get("nll_true_density"),
-               key=rec.key)
+               key=rec.key, ci_method=rec.info.get("ci_method"))
 
 
 def rows_of_frame(df: pd.DataFrame) -> list[Row]:
@@ -225,11 +226,19 @@ def cell_warnings(row: Row) -> dict[str, list[str]]:
                                f">= n_fake {row.n_fake} and n_real {row.n_real}), so every subset is the same and "
                                "the std over subsets is 0 by construction; a smaller --kid-subset-size gives a spread")
     for k in excluded_by_interval(row):
-        out[k].append(f"{k}: the estimate lies outside its own 95% bootstrap interval (resampling bias); "
-                      "read the interval as spread, not as a confidence interval for the estimate")
+        out[k].append(interval_note(k, row.ci_method))
     for member in row.members:  # a seed's own notes; its intervals and subset spreads show in the per-seed table
         out["model"] += [w for w in cell_warnings(member)["model"] if w not in out["model"]]
     return out
+
+
+def interval_note(key: str, method: str | None) -> str:
+    """Why an estimate can lie outside its own interval, by how the interval was made."""
+    if method:  # bias-corrected (half-sampling): the interval is for the population value
+        return (f"{key}: the estimate lies outside its own 95% {method} interval: at this n the estimate is biased, "
+                "and the bias-corrected interval is for the population value; compare intervals, not estimates")
+    return (f"{key}: the estimate lies outside its own 95% bootstrap interval (resampling bias); "
+            "read the interval as spread, not as a confidence interval for the estimate")
 
 
 def row_warnings(row: Row) -> list[str]:
@@ -433,8 +442,10 @@ def render_markdown(records: list[Record], suite_name: str, primary: str, descri
     parts = [f"# genbench leaderboard: {suite_name}", ""]
     if description:
         parts += [description.strip(), ""]
-    parts += ["↑ higher is better, ↓ lower is better. Cells show `value [95% bootstrap interval]` where one was "
-              "computed; KID and IS show mean ± std over subsets/splits; superscripts refer to the notes under each table.", ""]
+    methods = sorted({r.info.get("ci_method") or "percentile bootstrap" for r in records if r.ci})
+    parts += ["↑ higher is better, ↓ lower is better. Cells show `value [95% interval]` where one was computed"
+              + (f" ({', '.join(methods)})" if methods else "") + "; KID and IS show mean ± std over subsets/splits; "
+              "superscripts refer to the notes under each table.", ""]
     groups = table_groups(records)
     datasets = sorted({r.spec.dataset for r in records})
     for ds in datasets:
@@ -483,7 +494,12 @@ def write_figures(records: list[Record], stem: Path, primary: str, previews: dic
     folder = stem.parent / f"{stem.name}_figures"
     for (ds, space), rows in table_groups(records).items():
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{ds}-{space}").strip("_")
-        lines = group_figures(rows, folder, slug, f"{ds} — features {space}", is_points(ds, rows), previews or {})
+        try:
+            lines = group_figures(rows, folder, slug, f"{ds} — features {space}", is_points(ds, rows), previews or {})
+        except (WriteFailure, UnwritableError):
+            raise  # the disk, not the figure
+        except Exception as e:  # noqa: BLE001 - a figure that cannot be drawn must not cost the tables
+            lines = {"error": f"> figures of this table could not be drawn ({type(e).__name__}: {e})"}
         if lines:
             out[(ds, space)] = lines
     return out
