@@ -45,6 +45,8 @@ TINY_CONFIG: dict[str, dict] = {
     "ebm": {"hidden": 16, "depth": 1, "langevin_steps": 3},
     "diffusion": {"width": 16, "depth": 1, "emb_dim": 8},
     "ddpm": {"width": 16, "depth": 1, "emb_dim": 8, "num_train_timesteps": 100},
+    "consistency_distillation": {"hidden": 16, "depth": 1, "emb_dim": 8, "teacher_config": {"width": 16, "depth": 1},
+                                 "teacher_train": {"steps": 3, "batch_size": 32}},
     "vae": {"hidden": 16, "depth": 1, "latent_dim": 2},
 }
 TINY_BUDGET = TrainBudget(steps=3, batch_size=32, lr=1e-3)
