@@ -236,22 +236,20 @@ class DDPM(GenerativeModel):
             x = torch.floor((x + 1.0) * 128.0).clamp(0, 255) / 127.5 - 1.0
         return -self.vlb_terms(x, noise).sum(1)
 
-    def vlb_timesteps(self, noise: SeededNoise) -> list[int]:
-        """The timesteps t in 1..T-1 whose KL terms are evaluated: all, or one per stratum (same for every example)."""
+    def vlb_timesteps(self, noise: SeededNoise) -> list[torch.Tensor]:
+        """The timesteps t in 1..T-1 whose KL terms are evaluated, as [N] tensors: every t, or with ``vlb_timesteps``
+        K one uniform draw per stratum [1 + j (T-1)/K, 1 + (j+1)(T-1)/K) for each example from its own generator."""
         T, k = self.vp_schedule.T, self.config["vlb_timesteps"]
         if k is None:
-            return list(range(1, T))
-        # stratum j covers [1 + j (T-1)/k, 1 + (j+1)(T-1)/k); one uniform draw per stratum, seeded by the batch's
-        # first example (so the estimate is unbiased for every example, and reproducible for a given batch)
-        u = SeededNoise([noise.seeds[0] ^ 0x5DEECE66D]).rand(k, dtype=torch.float64)[0]
-        return [min(T - 1, 1 + int((j + float(u[j])) * (T - 1) / k)) for j in range(k)]
+            return [torch.full((len(noise),), t, dtype=torch.long) for t in range(1, T)]
+        u = noise.rand(k, dtype=torch.float64).cpu()  # [N, K]
+        return [(1 + ((j + u[:, j]) * (T - 1) / k).long()).clamp(max=T - 1) for j in range(k)]
 
     def vlb_terms(self, x: torch.Tensor, noise: SeededNoise) -> torch.Tensor:
         """[N, 3] nats: (L_T prior KL, sum of the KL terms L_{t-1} (reweighted when sampled), L_0 decoder NLL)."""
         s = self.vp_schedule
-        ab = s.alphas_cumprod
         # L_T = KL(q(x_{T-1} | x) || N(0, I))
-        ab_T = float(ab[-1])
+        ab_T = float(s.alphas_cumprod[-1])
         prior = gaussian_kl(math.sqrt(ab_T) * x, 1.0 - ab_T, torch.zeros_like(x), 1.0)
         ts = self.vlb_timesteps(noise)
         kl = torch.zeros(len(x), dtype=torch.float64, device=x.device)
@@ -259,7 +257,7 @@ class DDPM(GenerativeModel):
             kl += self.kl_term(x, t, noise).double()
         kl *= (s.T - 1) / len(ts)
         # L_0 = -log p(x | x_0): decoder N(x_0-prediction, beta_0)
-        x0_hat, _ = self._predict_at(x, 0, noise)
+        x0_hat, _ = self._predict_at(x, torch.zeros(len(x), dtype=torch.long), noise)
         std0 = math.sqrt(float(s.betas[0]))
         if self.modality == IMAGES:
             decoder = -discretised_gaussian_log_prob(x, x0_hat, std0)
@@ -267,25 +265,27 @@ class DDPM(GenerativeModel):
             decoder = -torch.distributions.Normal(x0_hat, std0).log_prob(x).flatten(1).sum(1)
         return torch.stack([prior.double(), kl, decoder.double()], dim=1)
 
-    def _predict_at(self, x: torch.Tensor, t: int, noise: SeededNoise) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x_0 prediction, x_t) for x_t = sqrt(ab_t) x + sqrt(1 - ab_t) eps, eps per example from ``noise``."""
-        ab = float(self.vp_schedule.alphas_cumprod[t])
+    def _predict_at(self, x: torch.Tensor, t: torch.Tensor, noise: SeededNoise) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_0 prediction, x_t) at per-example timesteps t [N] for x_t = sqrt(ab_t) x + sqrt(1 - ab_t) eps, eps from ``noise``."""
+        ab = self.vp_schedule.alphas_cumprod[t]  # [N] float64
         eps = noise.randn(*x.shape[1:]).to(device=x.device, dtype=x.dtype)
-        x_t = math.sqrt(ab) * x + math.sqrt(1 - ab) * eps
-        t_rows = torch.full((len(x),), float(t), device=x.device)
-        ab_rows = torch.full((len(x),), ab, dtype=torch.float64)
-        _, x0_hat = output_to_eps_x0(self.model_output(x_t, t_rows), x_t, ab_rows, self.prediction_type)
+        x_t = _rows(ab.sqrt(), x) * x + _rows((1 - ab).sqrt(), x) * eps
+        _, x0_hat = output_to_eps_x0(self.model_output(x_t, t.to(x.device, x.dtype)), x_t, ab, self.prediction_type)
         if self.modality == IMAGES and self.config["clip_denoised"]:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
         return x0_hat, x_t
 
-    def kl_term(self, x: torch.Tensor, t: int, noise: SeededNoise) -> torch.Tensor:
-        """L_{t-1} = KL(q(x_{t-1} | x_t, x) || p(x_{t-1} | x_t)) [N] with p's variance beta_t (Ho et al. Eq. 5)."""
-        from genbench.samplers.ddpm_ancestral import posterior_coefficients
-
-        s = self.vp_schedule
+    def kl_term(self, x: torch.Tensor, t: torch.Tensor, noise: SeededNoise) -> torch.Tensor:
+        """L_{t-1} = KL(q(x_{t-1} | x_t, x) || p(x_{t-1} | x_t)) [N] at per-example t [N] >= 1, p's variance beta_t (Ho Eq. 5)."""
+        ab = self.vp_schedule.alphas_cumprod
+        ab_t, ab_s = ab[t], ab[t - 1]
         x0_hat, x_t = self._predict_at(x, t, noise)
-        coef_x0, coef_xt, beta_tilde, beta = posterior_coefficients(float(s.alphas_cumprod[t]), float(s.alphas_cumprod[t - 1]))
-        mean_q = coef_x0 * x + coef_xt * x_t
-        mean_p = coef_x0 * x0_hat + coef_xt * x_t
-        return gaussian_kl(mean_q, beta_tilde, mean_p, beta)
+        # posterior q(x_{t-1} | x_t, x_0) of the step t -> t-1 (Ho et al. Eqs. 6-7): [N] each
+        beta = 1.0 - ab_t / ab_s
+        coef_x0 = _rows(ab_s.sqrt() * beta / (1.0 - ab_t), x)
+        coef_xt = _rows((ab_t / ab_s).sqrt() * (1.0 - ab_s) / (1.0 - ab_t), x)
+        beta_tilde = (1.0 - ab_s) / (1.0 - ab_t) * beta
+        # KL of two Gaussians with variances beta_tilde (q) and beta (p), means apart by coef_x0 (x - x0_hat)
+        var_ratio = _rows(beta_tilde / beta, x)
+        kl = 0.5 * (-var_ratio.log() + var_ratio - 1.0 + coef_x0**2 * (x - x0_hat) ** 2 / _rows(beta, x))
+        return kl.flatten(1).sum(1)
