@@ -37,11 +37,12 @@ def exact_ddpm(prediction_type: str = "epsilon", **config):
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-@pytest.mark.parametrize("sampler,steps", [("ddpm", 50), ("heun", 32), ("dpm_solver_3", 12)])
+@pytest.mark.parametrize("sampler,steps", [("ddpm_beta", 100), ("heun", 32), ("dpm_solver_3", 12)])
 def test_exact_model_samples_the_gaussian_with_either_prediction(prediction_type, sampler, steps):
     model = exact_ddpm(prediction_type)
     x, nfe = model.sample(SeededNoise.for_run(0, 1500), sampler, steps)
-    # 1500 samples: standard errors 0.021 (mean), 0.015 (std) at s = 0.8
+    # 1500 samples: standard errors 0.021 (mean), 0.015 (std) at s = 0.8 (ddpm with beta-tilde needs more steps:
+    # its weak error at 64 steps is 0.075, tests/test_vp_samplers.py)
     torch.testing.assert_close(x.mean(0), MU, atol=0.07, rtol=0)
     torch.testing.assert_close(x.std(0), S, atol=0.05, rtol=0)
     assert nfe > 0
