@@ -4,9 +4,9 @@ Exit codes: 0 success; 2 bad usage or bad input (one line on stderr, no tracebac
 of the run itself (and, for ``genbench check``, a regression). ``GENBENCH_DEBUG=1`` shows
 tracebacks of unexpected errors.
 
-Light commands stay light: ``--help``, ``--version``, ``ls suites``, ``ls models`` (recipes) and
-``results`` in its text formats import neither torch nor a model; commands import what they need
-inside their function.
+Light commands stay light: ``--help``, ``--version``, ``results`` (table, csv, json, seeds) and
+``ls`` (once its cached listing is filled, ``genbench.listing``) never import torch; each command
+imports what it needs inside its function.
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ def likelihood_metrics(model: GenerativeModel, spec: RunSpec, ctx: RunContext, w
 def compute_likelihood(model: GenerativeModel, spec: RunSpec, ctx: RunContext, n: int) -> tuple[dict[str, float], dict]:
     """The model's log-likelihood of ``n`` reference examples: images uniformly dequantised (one generator
     seeded with ``spec.seed``), the estimator's noise per example (``likelihood_noise``), so the value
-    depends neither on ``ctx.batch_size`` nor on the device's batching."""
+    does not depend on ``ctx.batch_size`` (beyond an adaptive ODE solver's tolerance: its steps are the batch's)."""
     from genbench.metrics.likelihood import bits_per_dim, dequantise
     from genbench.models.base import likelihood_noise
 

@@ -258,16 +258,16 @@ def add_intervals(result: MetricResult, computed: list, options: MetricOptions) 
 
 def replicate_values(with_ci: list, options: MetricOptions) -> tuple[dict[str, list[float]], dict[int, str]]:
     """Each key's values on options.bootstrap pairs of halves, and why a group had none (too few samples)."""
-    generator = torch.Generator().manual_seed(options.seed)
     plain = dataclasses.replace(options, bootstrap=0)
     replicates: dict[str, list[float]] = {}
     too_small: dict[int, str] = {}
-    for _ in range(options.bootstrap):
+    for b in range(options.bootstrap):
         halves: dict = {}  # one pair of halves per distinct input, shared by the groups using it
         with neighbours.shared_searches(knn_neighbours([m for m, _, _ in with_ci], options)):
             for members, inputs, _ in with_ci:
                 if id(inputs) not in halves:
-                    halves[id(inputs)] = halve(inputs, generator)
+                    # replicate b's halves depend on (seed, b) only, not on which metrics were asked for
+                    halves[id(inputs)] = halve(inputs, torch.Generator().manual_seed(options.seed * 100_003 + b))
                 keys = [k for m in members for k in m.keys]
                 try:
                     values, _ = compute_group(members, halves[id(inputs)], plain, replicate=True)

@@ -90,7 +90,7 @@ def fit_warnings(sizes: list[int], dim: int, value: float) -> list[str]:
     if value < 0:
         warnings.append(
             f"fd_inf: the extrapolated value {value:.4g} is negative (the fit is dominated by noise or curvature); "
-            "reported as 0, read it as 'indistinguishable at this n'."
+            "reported as 0, a distance cannot be negative: the extrapolation is unreliable at this n."
         )
     return warnings
 

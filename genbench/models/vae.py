@@ -4,7 +4,8 @@ p(z) = N(0, I); encoder q(z | x) = N(mu(x), diag sigma(x)^2) (MLP on the flatten
 decoder p(x | z) = N(m(z), diag s^2) with m an MLP and log s a learned vector, one scale per data
 dimension, floored at ``min_log_sigma``. Training maximises the ELBO with the reparameterisation trick;
 image data are uniformly dequantised first (``dequantize``), the same way the bits/dim metric
-evaluates them, so the continuous density is not rewarded for collapsing onto the pixel grid.
+evaluates them, so the continuous density is not rewarded for collapsing onto the pixel grid; its
+samples are then dequantised pixels too, and go back to 8 bits by floor (``sample_quantisation``).
 
 Sampling (``native``): z ~ N(0, I) from each sample's own generator, then x = m(z) plus, when
 ``decoder_noise`` (default: on for points, off for images), s * eps; images are clamped to [-1, 1].
