@@ -11,7 +11,7 @@ import torch
 from convergence import gaussian_eps_model
 from genbench.data.base import IMAGES, POINTS
 from genbench.errors import UsageError
-from genbench.models.base import build_model
+from genbench.models.base import TrainBudget, build_model
 from genbench.models.ddpm import discretised_gaussian_log_prob
 from genbench.samplers.vp import eps_x0_to_output, output_to_eps_x0
 from genbench.seeding import SeededNoise
@@ -104,3 +104,35 @@ def test_too_many_steps_for_the_chain_is_a_usage_error():
     model = build_model("ddpm", (2,), POINTS, None, width=8, depth=1, num_train_timesteps=50)
     with pytest.raises(UsageError, match="50 or fewer"):
         model.sample(SeededNoise.for_run(0, 2), "ddpm", 51)
+
+
+# -- short real training on toy2d:8gaussians -------------------------------------------------------
+
+
+def test_short_ddpm_training_puts_samples_near_the_modes():
+    from test_families import EIGHT, near_mode_fraction
+
+    model = build_model("ddpm", EIGHT.shape, POINTS, None, width=64, depth=3)
+    model.fit(EIGHT.load("train"), TrainBudget(steps=600, batch_size=256, lr=3e-3, ema=0.99), torch.Generator().manual_seed(0))
+    noise_fraction = near_mode_fraction(2.0 * torch.randn(1000, 2, generator=torch.Generator().manual_seed(0)))
+    # measured 0.71 (ancestral, 100 steps) and 0.65 (DPM-Solver-2, 10 steps) against 0.23 for noise
+    for sampler, steps in (("ddpm", 100), ("dpm_solver_2", 10)):
+        x, _ = model.sample(SeededNoise.for_run(0, 1000), sampler, steps)
+        assert near_mode_fraction(x) > 0.5 > 2 * noise_fraction, sampler
+
+
+@pytest.mark.slow
+def test_consistency_distillation_samples_near_the_modes_in_one_step():
+    from test_families import EIGHT, near_mode_fraction
+
+    model = build_model("consistency_distillation", EIGHT.shape, POINTS, None, hidden=64, depth=3, sigma_data=1.0,
+                        teacher_config={"width": 64, "depth": 3},
+                        teacher_train={"steps": 600, "batch_size": 256, "lr": 3e-3, "ema": 0.99})
+    report = model.fit(EIGHT.load("train"), TrainBudget(steps=600, batch_size=512, lr=3e-3, ema=0.99),
+                       torch.Generator().manual_seed(0))
+    assert report["teacher_loss"] < report["teacher_loss_first"] and report["loss"] < report["loss_first"]
+    # the student's noise range is the teacher's (the diffusion recipe's points config: sigma_max 20)
+    assert model.config["sigma_max"] == 20.0
+    x, nfe = model.sample(SeededNoise.for_run(0, 1000), "consistency", 1)
+    # measured 0.57 of one-step samples near a mode (0.67 at 2 steps) against 0.23 for noise
+    assert nfe == 1 and near_mode_fraction(x) > 0.45
