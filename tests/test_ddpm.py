@@ -37,7 +37,7 @@ def exact_ddpm(prediction_type: str = "epsilon", **config):
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-@pytest.mark.parametrize("sampler,steps", [("ddpm_beta", 100), ("heun", 32), ("dpm_solver_3", 12)])
+@pytest.mark.parametrize("sampler,steps", [("ddpm_beta", 100), ("ddim", 50), ("heun", 32), ("dpm_solver_3", 12)])
 def test_exact_model_samples_the_gaussian_with_either_prediction(prediction_type, sampler, steps):
     model = exact_ddpm(prediction_type)
     x, nfe = model.sample(SeededNoise.for_run(0, 1500), sampler, steps)
@@ -85,6 +85,14 @@ def test_image_vlb_is_a_discrete_likelihood_in_bits():
     ll = model.log_likelihood(x)
     # log P of 64 8-bit pixels lies below 0 and, for an untrained model, far from certainty
     assert ll.shape == (3,) and bool((ll < 0).all()) and torch.isfinite(ll).all()
+
+
+def test_scheduler_following_samplers_read_the_models_own_settings():
+    # without them ddim took diffusers' defaults: clip_sample=True clamped these 2-D samples to [-1, 1]
+    model = exact_ddpm(timestep_spacing="linspace")
+    assert model.scheduler_config["clip_sample"] is False and model.scheduler_config["timestep_spacing"] == "linspace"
+    images = build_model("ddpm", (1, 8, 8), IMAGES, None, width=8, depth=1, clip_denoised=True)
+    assert images.scheduler_config["clip_sample"] is True
 
 
 def test_cosine_schedule_and_ode_likelihood_options():
