@@ -88,7 +88,12 @@ def checkpoint_stem(spec: RunSpec) -> Path:
 
 
 def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict[str, Any]]:
-    """The model of ``spec``: loaded from the checkpoint cache, or trained from its recipe and cached."""
+    """The model of ``spec``: loaded from the checkpoint cache, or trained from its recipe and cached
+    (a ``diffusers:``/``python:`` model is loaded as it is: genbench does not train it)."""
+    from genbench.external import is_external, load_external_once
+
+    if is_external(spec.model):
+        return load_external_once(spec.model, ctx.device), {"train_s": 0.0, "cached": True, "external": True}
     ds = DATASETS.get(spec.dataset)
     stem = checkpoint_stem(spec)
     if stem.with_suffix(".json").is_file():
