@@ -105,7 +105,7 @@ def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict
         except UsageError as e:  # a damaged cache entry is retrained and replaced, like reference features
             if ctx.reporter:
                 ctx.reporter.log(f"note: cached checkpoint unusable ({e}); retraining it")
-    recipe = load_recipe(spec.model, ds.modality, spec.train)
+    recipe = load_recipe(spec.model, ds.modality, spec.train, spec.dataset)
     data = ctx.data(spec.dataset, spec.train_split)
     model = build_model(recipe.family, ds.shape, ds.modality, ds.num_classes, **recipe.config).to(ctx.device)
     generator = seed_everything(spec.seed)
@@ -118,10 +118,21 @@ def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict
     return model.eval(), {**report, "train_s": train_s, "cached": False}
 
 
+@dataclass
+class Drawn:
+    """What ``draw_samples`` returns: samples on the CPU, the class each was asked for, NFE, seconds."""
+
+    x: torch.Tensor  # [N, *data_shape]
+    labels: torch.Tensor | None  # [N] int64 for class-conditional families, else None
+    nfe: float  # per sample (the largest over batches)
+    seconds: float
+
+
 @torch.no_grad()
-def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> tuple[torch.Tensor, float, float]:
-    """``spec.n_samples`` samples with per-sample seeds; returns (samples on CPU, NFE per sample, seconds)."""
-    noise = SeededNoise.for_run(spec.seed, spec.n_samples, ctx.device)
+def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> Drawn:
+    """``spec.n_samples`` samples with per-sample seeds (and balanced class labels for conditional families)."""
+    noise = SeededNoise.for_run(spec.seed, spec.n_samples, ctx.device,
+                                num_classes=model.num_classes if model.conditional else None)
     cb = ctx.stage("sample", spec.n_samples)
     chunks, nfe, done = [], [], 0
     _sync(ctx.device)
@@ -135,7 +146,7 @@ def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> tupl
             cb(done)
     _sync(ctx.device)
     seconds = time.perf_counter() - t0
-    return torch.cat(chunks), max(nfe), seconds
+    return Drawn(torch.cat(chunks), noise.labels, max(nfe), seconds)
 
 
 def _sync(device: str) -> None:
@@ -187,11 +198,11 @@ def compute_likelihood(model: GenerativeModel, spec: RunSpec, ctx: RunContext, n
     return {"nll": float(-ll.mean())}, info
 
 
-def feature_metrics_for(spec: RunSpec, feature_keys: set[str]) -> list[str]:
+def feature_metrics_for(spec: RunSpec, feature_keys: set[str], reference_keys: set[str] | None = None) -> list[str]:
     from genbench.metrics import default_metrics
 
     if not spec.metrics:
-        return default_metrics(feature_keys)
+        return default_metrics(feature_keys, reference_keys)
     return [m for m in spec.metrics if m not in LIKELIHOOD_METRICS]
 
 
@@ -211,11 +222,13 @@ def run_spec(spec: RunSpec, ctx: RunContext) -> Record:
 
 def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     from genbench.metrics import MetricOptions, MetricResult, evaluate_features
-    from genbench.reference import reference_features
+    from genbench.metrics.base import LABELS
+    from genbench.reference import reference_extras, reference_features
 
     ds = DATASETS.get(spec.dataset)
     model, train_report = train_or_load(spec, ctx)
-    x, nfe, seconds = draw_samples(model, spec, ctx)
+    drawn = draw_samples(model, spec, ctx)
+    x, nfe, seconds = drawn.x, drawn.nfe, drawn.seconds
     bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
     if bad:
         return Record(spec, FAILED, info={"train": train_report}, provenance=prov,
@@ -224,12 +237,15 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     cb = ctx.stage("features", 2)
     real = reference_features(spec.dataset, spec.reference_split, spec.n_reference, extractor, data_root=ctx.data_root,
                               batch_size=FEATURE_BATCH_SIZE)
+    real = {**real, **reference_extras(spec.dataset, spec.reference_split, spec.n_reference, ctx.data_root)}
     if cb:
         cb(1)
     fake = samples_to_features(x, ds.modality, extractor, ctx)
+    if drawn.labels is not None:
+        fake[LABELS] = drawn.labels
     if cb:
         cb(2)
-    names = feature_metrics_for(spec, set(fake))
+    names = feature_metrics_for(spec, set(fake), set(real))
     options = MetricOptions(bootstrap=spec.bootstrap, device=ctx.device, seed=2020)
     cb = ctx.stage("metrics", 2)
     result = evaluate_features(names, fake, real, options) if names else MetricResult()  # e.g. metrics: [bpd]

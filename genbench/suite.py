@@ -185,7 +185,7 @@ def expand_suite(suite: Suite, seed: int | None = None) -> list["RunSpec"]:
 
 def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: str) -> list["RunSpec"]:
     from genbench.data.base import DATASETS
-    from genbench.models.base import MODELS
+    from genbench.models.base import MODELS, check_model_fits
     from genbench.recipes import load_recipe
     from genbench.samplers.base import SAMPLERS
     from genbench.spec import RunSpec
@@ -206,10 +206,14 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
         for model in grid["models"]:
             if not _NAME_RE.match(str(model)):  # a recipe is a file in reference_models/: no paths
                 raise UsageError(f"{where}: model {model!r} is not a recipe name; name a recipe from `genbench ls models`")
-            recipe = load_recipe(model, ds.modality, s.get("train"))
+            recipe = load_recipe(model, ds.modality, s.get("train"), ds_name)
             family = MODELS.get(recipe.family)
             if ds.modality not in family.modalities:
                 raise UsageError(f"{where}: model {model!r} ({recipe.family}) cannot handle {ds.modality} data of {ds_name!r}; remove one of them")
+            try:  # a configuration that cannot fit the data is refused before anything is trained
+                check_model_fits(recipe.family, ds.shape, ds.modality, ds.num_classes, **recipe.config)
+            except UsageError as e:
+                raise UsageError(f"{where}: recipe {model!r} cannot fit {ds_name!r}: {e}") from None
             supported = family.supported_samplers()
             for sampler in [x for x in (wanted or supported[:1]) if x in supported]:
                 used.add(sampler)

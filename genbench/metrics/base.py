@@ -40,6 +40,8 @@ class MetricOptions:
     bootstrap: int = 0  # number of bootstrap resamples of the generated set (0: no CI)
     ci_level: float = 0.95
     fd_inf_points: int = 15  # number of n values for FD-infinity
+    mode_min_share: float = 0.008  # a mode is captured with >= this share of samples (PacGAN: 20 of 2,500)
+    mode_radius_stds: float = 3.0  # high quality: within this many standard deviations of a mode (VEEGAN)
     device: str = "cpu"
     chunk_size: int = 10_000  # rows per block in k-NN distance computations
 
@@ -57,6 +59,14 @@ ComputeFn = Callable[[torch.Tensor, "torch.Tensor | None", MetricOptions], "tupl
 # compute_from_stats(fake_features, reference_statistics, options) -> (values, info), for metrics
 # that can run from precomputed reference statistics (FID from {"mu", "sigma"}).
 StatsComputeFn = Callable[[torch.Tensor, dict, MetricOptions], "tuple[dict[str, float], dict]"]
+
+# Entries of a feature mapping that are not features: what the generated samples were asked for, or
+# what the dataset knows about its reference set. A metric names those it reads in ``Metric.extras``
+# ("fake.labels", "real.mode_centres", ...) and receives them as ``compute(..., extras={name: tensor})``.
+LABELS = "labels"  # [N] int64: the class each generated sample was asked for / each reference example's class
+MODE_CENTRES = "mode_centres"  # reference only, [K, D]: centres of a Gaussian-mixture dataset's modes
+MODE_STD = "mode_std"  # reference only, [1]: their common (isotropic) standard deviation
+EXTRA_KEYS = frozenset({LABELS, MODE_CENTRES, MODE_STD})
 
 # Reserved entries of a compute function's info dict, which evaluate_features moves elsewhere:
 INFO_WARNINGS = "warnings"  # list[str] -> MetricResult.warnings
@@ -76,6 +86,7 @@ class Metric:
     description: str = ""
     compute_from_stats: StatsComputeFn | None = None
     default: bool = True  # part of "all that the features allow" (fd_inf is opt-in)
+    extras: tuple[str, ...] = ()  # non-feature entries it reads, "fake.<key>" or "real.<key>" (EXTRA_KEYS)
 
 
 METRICS: Registry[Metric] = Registry("metric", package="genbench.metrics")
@@ -90,11 +101,12 @@ def register_key(key: str, higher_is_better: bool, description: str = "") -> Met
     return mk
 
 
-def register_group(group: str, keys: tuple[MetricKey, ...], compute: ComputeFn, needs: str = "pool") -> None:
+def register_group(group: str, keys: tuple[MetricKey, ...], compute: ComputeFn, needs: str = "pool",
+                   extras: tuple[str, ...] = ()) -> None:
     """One metric per key (named as the key), all computed by one call of ``compute`` per evaluation."""
     for mk in keys:
         METRICS.register(mk.key, Metric(name=mk.key, keys=(mk.key,), needs=needs, needs_reference=True,
-                                        compute=compute, group=group, description=mk.description))
+                                        compute=compute, group=group, description=mk.description, extras=extras))
 
 
 def metric_key(key: str) -> MetricKey | None:

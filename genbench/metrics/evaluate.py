@@ -18,6 +18,7 @@ import torch
 
 from genbench.errors import UnknownNameError, UsageError
 from genbench.metrics.base import (
+    EXTRA_KEYS,
     INFO_REPLICATES,
     INFO_WARNINGS,
     KEYS,
@@ -30,9 +31,15 @@ from genbench.metrics.base import (
 from genbench.metrics.bootstrap import interval_warning, percentile_interval
 
 
-def default_metrics(feature_keys: set[str]) -> list[str]:
-    """All default metrics the given feature keys allow (IS only with logits; fd_inf is opt-in)."""
-    return [e.name for e in METRICS.entries() if e.obj.default and e.obj.needs in feature_keys]
+def default_metrics(feature_keys: set[str], reference_keys: set[str] | None = None) -> list[str]:
+    """All default metrics the given feature keys allow (IS only with logits; fd_inf is opt-in).
+
+    A metric that reads extras (``Metric.extras``: labels, mode centres) is included only when
+    they are present: "fake.<key>" in ``feature_keys``, "real.<key>" in ``reference_keys``.
+    """
+    have = {f"fake.{k}" for k in feature_keys} | {f"real.{k}" for k in reference_keys or ()}
+    return [e.name for e in METRICS.entries()
+            if e.obj.default and e.obj.needs in feature_keys and set(e.obj.extras) <= have]
 
 
 def higher_is_better(key: str) -> bool:
@@ -91,10 +98,28 @@ def group_metrics(metrics: list[Metric]) -> list[list[Metric]]:
     return list(groups.values())
 
 
+def metric_extras(metric: Metric, fake: Mapping, real: Mapping | None, device) -> dict[str, torch.Tensor]:
+    """The extras ``metric`` reads ("fake.labels", "real.mode_centres", ...), or a one-line error naming the missing one."""
+    out = {}
+    for name in metric.extras:
+        side, _, key = name.partition(".")
+        source = fake if side == "fake" else real
+        if source is None or key not in source:
+            who = "the generated samples carry no class labels (only class-conditional models are sampled with labels)" \
+                if name == "fake.labels" else f"the reference set provides no {key!r}"
+            raise UsageError(f"metric {metric.name!r} needs {name}, but {who}; drop {metric.name!r} from the metrics")
+        out[name] = torch.as_tensor(source[key]).to(device)
+    return out
+
+
 def run_group(members, fake, real, real_stats, options, device) -> tuple[dict, dict]:
     """Compute one group of metrics on the device; returns the compute function's (values, info)."""
     metric = members[0]
     x = feature_matrix(fake, metric.needs, "generated").to(device)
+    if metric.extras:
+        extras = metric_extras(metric, fake, real, device)
+        y = feature_matrix(real, metric.needs, "reference").to(device) if metric.needs_reference and real else None
+        return metric.compute(x, y, options, extras=extras)
     if not metric.needs_reference:
         return metric.compute(x, None, options)
     if real is not None and metric.needs in real:
@@ -115,9 +140,9 @@ def run_group(members, fake, real, real_stats, options, device) -> tuple[dict, d
 
 
 def sample_sizes(fake: Mapping, real: Mapping | None, real_stats: Mapping | None) -> dict:
-    n1 = len(next(iter(fake.values()))) if fake else 0
+    n1 = next((len(v) for k, v in fake.items() if k not in EXTRA_KEYS), 0)
     if real:
-        n2 = len(next(iter(real.values())))
+        n2 = next((len(v) for k, v in real.items() if k not in EXTRA_KEYS), None)
     else:
         n2 = int(real_stats["n"]) if real_stats is not None and "n" in real_stats else None
     return {"n1": n1, "n2": n2}
@@ -132,7 +157,9 @@ def evaluate_features(
 ) -> MetricResult:
     """Compute the metrics ``names`` on generated features ``fake`` against ``real`` (or ``real_stats``).
 
-    fake/real map feature keys ("pool", "logits") to [N, D] tensors; ``real_stats`` may hold
+    fake/real map feature keys ("pool", "logits") to [N, D] tensors, and may carry extras
+    (``labels`` [N], reference ``mode_centres`` [K, D] and ``mode_std``) for the metrics that read
+    them (``Metric.extras``); ``real_stats`` may hold
     precomputed {"mu", "sigma"[, "n"]} for FID and fd_inf when reference features are absent.
     """
     device = check_options(options)

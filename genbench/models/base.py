@@ -9,6 +9,12 @@ Contract (tested for every registered family in tests/test_model_contract.py):
   fit(data, budget, generator, progress)  -> train report (dict of floats)
   sample(noise, sampler, steps)            -> (samples in data space, NFE per sample)
   log_likelihood(x)                        -> nats per example (kind in ``likelihood_kind``)
+A class-conditional family sets ``conditional = True``: it trains on the dataset's labels and
+samples sample i of ``noise`` from class ``noise.labels[i]`` (``class_labels``); the runner asks
+for balanced labels (``seeding.balanced_labels``) and keeps them with the samples for the
+metrics that need them (intra-FID, class consistency).
+A configuration that cannot fit the data raises UsageError in the constructor; suites build
+every model on the meta device first (``check_model_fits``), so it is refused before training.
 Checkpoints are ``<stem>.safetensors`` + ``<stem>.json`` (family, config, data shape):
 no pickle, so an untrusted checkpoint cannot run code.
 """
@@ -58,8 +64,9 @@ class GenerativeModel(nn.Module, ABC):
     """Base class of every model family."""
 
     family: ClassVar[str] = ""
-    likelihood_kind: ClassVar[str | None] = None  # "exact", "elbo", "vlb", "ode" or None
+    likelihood_kind: ClassVar[str | None] = None  # "exact", "elbo", "iwae-<k>", "vlb", "ode" or None
     modalities: ClassVar[tuple[str, ...]] = ("points", "images")
+    conditional: ClassVar[bool] = False  # samples one given class per sample (noise.labels)
 
     def __init__(self, data_shape: tuple[int, ...], modality: str, num_classes: int | None = None, **config: Any):
         super().__init__()
@@ -67,6 +74,26 @@ class GenerativeModel(nn.Module, ABC):
         self.modality = modality
         self.num_classes = num_classes
         self.config = dict(config)
+        if self.conditional and not num_classes:
+            raise UsageError(f"model family {self.family!r} is class-conditional and needs a dataset with class labels; "
+                             "use a labelled dataset (digits, mnist5k, fashion-mnist, ...) or an unconditional family")
+
+    def class_labels(self, noise: SeededNoise) -> torch.Tensor:
+        """The class each sample of ``noise`` is asked for: [N] int64 on the model's device (conditional families)."""
+        if noise.labels is None:
+            raise UsageError(f"model family {self.family!r} is class-conditional: give one label per sample "
+                             "(SeededNoise.for_run(..., num_classes=C) asks for balanced classes)")
+        y = noise.labels
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= int(self.num_classes or 0)):
+            raise UsageError(f"class labels must lie in 0..{int(self.num_classes or 0) - 1}; got {int(y.min())}..{int(y.max())}")
+        return y.to(self.device)
+
+    def training_labels(self, data: Samples) -> torch.Tensor:
+        """The dataset's labels [N] int64 (conditional families), or a one-line error when it has none."""
+        if data.y is None:
+            raise UsageError(f"model family {self.family!r} is class-conditional but the training data have no labels; "
+                             "use a labelled dataset")
+        return data.y.long()
 
     @classmethod
     def supported_samplers(cls) -> list[str]:
@@ -114,6 +141,22 @@ def build_model(family: str, data_shape: tuple[int, ...], modality: str, num_cla
         return cls(data_shape, modality, num_classes, **config)
     except TypeError as e:
         raise UsageError(f"bad configuration for model family {family!r}: {e}") from None
+
+
+def check_model_fits(family: str, data_shape: tuple[int, ...], modality: str, num_classes: int | None = None,
+                     **config: Any) -> None:
+    """Refuse (UsageError) a configuration that cannot fit the data, before anything is trained.
+
+    The model is built on the meta device (no memory, no arithmetic); a constructor that does
+    something the meta device cannot do is not checked here (it still fails at training).
+    """
+    try:
+        with torch.device("meta"):
+            build_model(family, data_shape, modality, num_classes, **config)
+    except UsageError:
+        raise
+    except (RuntimeError, NotImplementedError, ValueError):
+        pass
 
 
 def save_checkpoint(model: GenerativeModel, stem: Path, extra: dict[str, Any] | None = None) -> None:
