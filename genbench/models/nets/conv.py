@@ -5,7 +5,7 @@ the VAE encoder built from the same blocks.
 Sizes: the generator projects z to a ``width * 2^(n-1)``-channel map of the base size
 (H / 2^n, W / 2^n) and doubles it ``n`` times with 4x4 stride-2 transposed convolutions, halving
 the channels each time; the last one outputs the image channels. 8x8 digits use n = 2 (base 2x2),
-28x28 images n = 2 (base 7x7), 32x32 images n = 3 (base 4x4). ``upsampling_plan`` refuses a size
+28x28 images n = 2 (base 7x7), 32x32 images n = 3 (base 4x4), as the automatic choice (``n_up`` None). ``upsampling_plan`` refuses a size
 that halving cannot reach. The discriminator mirrors it with 4x4 stride-2 convolutions and LeakyReLU
 (0.2); DCGAN puts batch norm after every generator layer but the last and every discriminator
 layer but the first; a WGAN-GP critic has none (``norm=False``; Gulrajani et al. 2017, sec. 4).
@@ -22,12 +22,12 @@ from torch import nn
 
 from genbench.errors import UsageError
 
-MAX_UPSAMPLINGS = 4
+MAX_UPSAMPLINGS = 3
 
 
 def upsampling_plan(height: int, width: int, n_up: int | None, who: str) -> tuple[int, int, int]:
     """(n, base height, base width) such that base * 2^n = the image size; ``n_up`` None picks the largest
-    n <= 4 that keeps the base at least 2 pixels. A size that halving cannot reach is a UsageError."""
+    n <= 3 that keeps the base at least 2 pixels. A size that halving cannot reach is a UsageError."""
     if n_up is None:
         candidates = [n for n in range(1, MAX_UPSAMPLINGS + 1)
                       if height % 2**n == 0 and width % 2**n == 0 and min(height, width) // 2**n >= 2]
