@@ -13,14 +13,16 @@ A class-conditional family sets ``conditional = True``: it trains on the dataset
 samples sample i of ``noise`` from class ``noise.labels[i]`` (``class_labels``); the runner asks
 for balanced labels (``seeding.balanced_labels``) and keeps them with the samples for the
 metrics that need them (intra-FID, class consistency).
-A configuration that cannot fit the data raises UsageError in the constructor; suites build
-every model on the meta device first (``check_model_fits``), so it is refused before training.
+A configuration that cannot fit the data (an image size an upsampling stack cannot reach, no
+labels for a conditional family) is refused by the classmethod ``check_fits``, which suites call
+for every cell before anything is trained (``check_model_fits``).
 Checkpoints are ``<stem>.safetensors`` + ``<stem>.json`` (family, config, data shape):
 no pickle, so an untrusted checkpoint cannot run code.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -74,8 +76,19 @@ class GenerativeModel(nn.Module, ABC):
         self.modality = modality
         self.num_classes = num_classes
         self.config = dict(config)
-        if self.conditional and not num_classes:
-            raise UsageError(f"model family {self.family!r} is class-conditional and needs a dataset with class labels; "
+        if self.conditional:
+            self.check_fits(self.data_shape, modality, num_classes, self.config)
+
+    @classmethod
+    def check_fits(cls, data_shape: tuple[int, ...], modality: str, num_classes: int | None, config: dict[str, Any]) -> None:
+        """Raise UsageError, naming the constraint, when a configuration cannot fit data of this shape.
+
+        Called before training for every cell of a suite (cheap: no network is built); a family with
+        constraints on the data (image sizes an upsampling stack reaches, labels) overrides it and calls
+        it from its constructor too.
+        """
+        if cls.conditional and not num_classes:
+            raise UsageError(f"model family {cls.family!r} is class-conditional and needs a dataset with class labels; "
                              "use a labelled dataset (digits, mnist5k, fashion-mnist, ...) or an unconditional family")
 
     def class_labels(self, noise: SeededNoise) -> torch.Tensor:
@@ -145,18 +158,20 @@ def build_model(family: str, data_shape: tuple[int, ...], modality: str, num_cla
 
 def check_model_fits(family: str, data_shape: tuple[int, ...], modality: str, num_classes: int | None = None,
                      **config: Any) -> None:
-    """Refuse (UsageError) a configuration that cannot fit the data, before anything is trained.
+    """Refuse (UsageError) a recipe that cannot fit the data, before anything is built or trained.
 
-    The model is built on the meta device (no memory, no arithmetic); a constructor that does
-    something the meta device cannot do is not checked here (it still fails at training).
+    Cheap by design (suites call it for every grid cell): the family must handle the modality, the
+    configuration's keys must be constructor arguments, and the family's ``check_fits`` must accept
+    the data's shape and labels.
     """
+    cls = MODELS.get(family)
+    if modality not in cls.modalities:
+        raise UsageError(f"model family {family!r} does not handle {modality} data (it handles: {', '.join(cls.modalities)})")
     try:
-        with torch.device("meta"):
-            build_model(family, data_shape, modality, num_classes, **config)
-    except UsageError:
-        raise
-    except (RuntimeError, NotImplementedError, ValueError):
-        pass
+        inspect.signature(cls.__init__).bind(None, tuple(data_shape), modality, num_classes, **config)
+    except TypeError as e:
+        raise UsageError(f"bad configuration for model family {family!r}: {e}") from None
+    cls.check_fits(tuple(int(s) for s in data_shape), modality, num_classes, dict(config))
 
 
 def save_checkpoint(model: GenerativeModel, stem: Path, extra: dict[str, Any] | None = None) -> None:

@@ -35,7 +35,8 @@ from torch import nn
 from genbench.data.base import IMAGES, Samples
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
-from genbench.models.nets.conv import ConvDiscriminator, ConvGenerator, upsampling_plan
+from genbench.models.dcgan import upsampling_plan_of
+from genbench.models.nets.conv import ConvDiscriminator, ConvGenerator
 from genbench.models.nets.training import init_parameters, train_with_adam
 from genbench.registry import check_choice
 from genbench.seeding import SeededNoise
@@ -114,13 +115,16 @@ class ConvVAE(GenerativeModel):
         check_choice(likelihood_bound, list(BOUNDS), "convvae likelihood bound")
         if likelihood_samples < 1 or latent_dim < 1 or width < 1:
             raise UsageError("convvae needs likelihood_samples >= 1, latent_dim >= 1 and width >= 1; fix the recipe's config")
-        if len(self.data_shape) != 3:
-            raise UsageError(f"convvae needs images C x H x W, got shape {self.data_shape}")
+        n = self.check_fits(self.data_shape, modality, num_classes, self.config)
         c, h, w = self.data_shape
-        n, _, _ = upsampling_plan(h, w, n_up, "convvae's decoder")
         self.likelihood_kind = "elbo" if likelihood_bound == "elbo" else f"iwae-{likelihood_samples}"
         self.net = ConvVAENet((c, h, w), latent_dim, width, n)
         self.ema_net = copy.deepcopy(self.net).requires_grad_(False)
+
+    @classmethod
+    def check_fits(cls, data_shape, modality, num_classes, config) -> int:
+        """The decoder's number of doublings; UsageError when the image size cannot be reached."""
+        return upsampling_plan_of(data_shape, config.get("n_up"), "convvae's decoder")
 
     # -- bounds --------------------------------------------------------------------------------------
 

@@ -53,13 +53,17 @@ class ConvGAN(GenerativeModel):
                          bn_batches=bn_batches, **extra)
         if latent_dim < 1 or width < 1 or bn_batches < 1:
             raise UsageError(f"{self.family} needs latent_dim >= 1, width >= 1 and bn_batches >= 1; fix the recipe's config")
-        if len(self.data_shape) != 3:
-            raise UsageError(f"{self.family} needs images C x H x W, got shape {self.data_shape}")
+        n = self.check_fits(self.data_shape, modality, num_classes, self.config)
         c, h, w = self.data_shape
-        n, _, _ = upsampling_plan(h, w, n_up, f"{self.family}'s generator")
         k = int(num_classes or 0) if self.conditional else 0
         self.generator = ConvGenerator(latent_dim, c, h, w, width, n, norm=True, num_classes=k)
         self.discriminator = ConvDiscriminator(c, h, w, width, n, norm=self.discriminator_norm, num_classes=k)
+
+    @classmethod
+    def check_fits(cls, data_shape, modality, num_classes, config) -> int:
+        """The generator's number of doublings; UsageError when the image size cannot be reached (or labels lack)."""
+        super().check_fits(data_shape, modality, num_classes, config)
+        return upsampling_plan_of(data_shape, config.get("n_up"), f"{cls.family}'s generator")
 
     # -- pieces used by the losses ---------------------------------------------------------------
 
@@ -154,6 +158,13 @@ class ConvGAN(GenerativeModel):
         y = self.class_labels(noise) if self.conditional else None
         net = CountingDenoiser(lambda z_, _: self.generate(z_, y))
         return net(z, None), float(net.calls)
+
+
+def upsampling_plan_of(data_shape: tuple[int, ...], n_up: int | None, who: str) -> int:
+    """Doublings from the base grid to images of ``data_shape`` (C, H, W); UsageError when none fits."""
+    if len(data_shape) != 3:
+        raise UsageError(f"{who} needs images C x H x W, got shape {tuple(data_shape)}")
+    return upsampling_plan(data_shape[1], data_shape[2], n_up, who)[0]
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
