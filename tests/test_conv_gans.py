@@ -115,3 +115,31 @@ def test_conditional_gan_on_unlabelled_points_is_refused_at_suite_expansion(tmp_
     suite.write_text("name: s\nruns:\n  - datasets: [toy2d:8gaussians]\n    models: [cgan]\n")
     res = CliRunner().invoke(app, ["run", "--suite", str(suite), "--out", str(tmp_path / "out"), "--no-progress"])
     assert res.exit_code == 2 and "cannot handle points" in res.stderr
+
+
+def test_recipes_override_per_dataset_after_the_modality():
+    from genbench.recipes import load_recipe
+
+    mnist5k = load_recipe("dcgan", "images", None, "mnist5k")
+    fashion = load_recipe("dcgan", "images", None, "fashion-mnist")
+    assert mnist5k.budget.steps == 1000 and fashion.budget.steps == 20000  # fashion-mnist: the GPU budget
+    assert fashion.config["width"] == 64 and mnist5k.config["width"] == 32 and mnist5k.hash != fashion.hash
+    assert load_recipe("dcgan", "images", {"steps": 5}, "fashion-mnist").budget.steps == 5  # a suite's override wins
+
+
+def test_a_recipe_config_key_the_family_lacks_is_refused_at_expansion(tmp_path, monkeypatch):
+    import genbench.recipes as rec
+    from genbench.suite import expand_suite, load_suite
+
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "bad.yaml").write_text("family: wgan\nconfig: {critic_steps: 3}\ntrain: {steps: 1}\n")
+    monkeypatch.setattr(rec, "recipes_dir", lambda: folder)
+    rec._raw_recipe.cache_clear()
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nruns:\n  - datasets: [digits]\n    models: [bad]\n")
+    try:
+        with pytest.raises(UsageError, match="bad configuration for model family 'wgan'.*critic_steps"):
+            expand_suite(load_suite(str(suite)))
+    finally:
+        rec._raw_recipe.cache_clear()

@@ -80,3 +80,15 @@ def test_bits_per_dim_are_the_discrete_nll_of_the_levels():
     log_p = ll.double() - d * math.log(128)
     assert bits_per_dim(ll, d) == pytest.approx(float((-log_p / (d * math.log(2))).mean()), rel=1e-9)
     assert 0 < bits_per_dim(ll, d) < 8  # better than uniform over 256 levels after a little training
+
+
+def test_leaderboard_names_the_kind_of_each_likelihood():
+    from genbench.report.leaderboard import render_markdown
+    from genbench.spec import OK, Record, RunSpec
+
+    def record(model, kind):
+        spec = RunSpec("s", "digits", model, model, "h", "native", None, 0, 10, 10, (), "domain:digits")
+        return Record(spec, OK, {"bpd": 3.0}, info={"likelihood_kind": kind})
+
+    md = render_markdown([record("convvae", "iwae-64"), record("flow", "exact")], "s", "bpd")
+    assert "Kind of each likelihood: convvae iwae-64, flow exact" in md

@@ -15,8 +15,9 @@ from genbench.metrics.base import metric_key
 from genbench.spec import OK, Record
 from genbench.store import records_to_frame
 
-COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "bpd", "nll",
-                "nfe", "sample_s_per_1k", "train_s")
+COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "intra_fid",
+                "class_consistency", "modes_captured", "high_quality", "mode_kl", "bpd", "nll", "nfe", "sample_s_per_1k",
+                "train_s")
 PAIRED_STD = {"kid_mean": "kid_std", "is_mean": "is_std"}
 HIDDEN = set(PAIRED_STD.values())
 
@@ -101,6 +102,15 @@ def provenance_footer(records: list[Record]) -> list[str]:
     return [f"- {k}: {'; '.join(sorted(v))}" for k, v in vals.items()]
 
 
+def likelihood_kinds(records: list[Record]) -> list[str]:
+    """One line naming the kind of each model's likelihood number (exact, elbo, iwae-k, ode, vlb): bounds are not exact values."""
+    kinds = sorted({(r.spec.model, r.info["likelihood_kind"]) for r in records if r.info.get("likelihood_kind")})
+    if not kinds:
+        return []
+    return ["Kind of each likelihood: " + ", ".join(f"{model} {kind}" for model, kind in kinds)
+            + " (elbo and iwae-k are lower bounds on log p, so their bits/dim are upper bounds).", ""]
+
+
 def render_markdown(records: list[Record], suite_name: str, primary: str, description: str = "") -> str:
     from genbench.metrics.likelihood import CONVENTION
 
@@ -125,6 +135,7 @@ def render_markdown(records: list[Record], suite_name: str, primary: str, descri
             parts += [f"> warning: {w}" for w in compared_at_different_n(ok)]
             if any("bpd" in r.metrics for r in ok):
                 parts += [f"Likelihood: {CONVENTION}.", ""]
+                parts += likelihood_kinds(ok)
             if any("nll" in r.metrics for r in ok):
                 parts += ["`nll`: negative log-likelihood in nats per point (exact, ELBO or ODE, as the family provides)."]
                 true = sorted({r.info["nll_true_density"] for r in ok if "nll_true_density" in r.info})
