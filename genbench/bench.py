@@ -6,9 +6,11 @@ On the same synthetic features and device, in one run, each metric is timed in g
 each installed reference package (torch-fidelity always; prdc, clean-fid, pytorch-fid when
 installed, skipped otherwise). The table gives the best wall-clock time of ``repeats`` runs, the
 time ratio genbench / reference (below 1: genbench is faster), the largest relative difference of
-the values, and the peak memory of each side: CUDA's max_memory_allocated on a GPU, on the CPU the
+the values (relative to max(|reference value|, 1e-5), so float noise in a value near 0 does not
+read as 100%), and the peak memory of each side: CUDA's max_memory_allocated on a GPU, on the CPU the
 growth of the process's resident set sampled every millisecond (it sees torch and numpy alike).
-clean-fid draws its KID subsets with its own generator, so its KID differs by sampling noise.
+clean-fid draws its KID subsets with its own generator, so its KID differs by sampling noise. Below
+n = 1,000 every side uses KID subsets of n samples, as ``genbench eval`` does.
 """
 
 from __future__ import annotations
@@ -107,9 +109,16 @@ def timed(fn: Callable[[], Values], repeats: int, device: str) -> tuple[float, f
     return best, peak, values
 
 
+def kid_subset_size(f: dict) -> int:
+    """The KID subset size both sides use: torch-fidelity's 1,000, or n when the sets are smaller
+    (as ``genbench eval`` reduces it; torch-fidelity refuses a subset larger than a set)."""
+    return min(MetricOptions().kid_subset_size, len(f["fake"]), len(f["real"]))
+
+
 def genbench_runner(names: list[str], f: dict, device: str) -> Callable[[], Values]:
     fake = {"pool": f["fake"], "logits": f["logits"]}
-    return lambda: evaluate_features(names, fake, {"pool": f["real"]}, MetricOptions(device=device)).values
+    options = MetricOptions(device=device, kid_subset_size=kid_subset_size(f))
+    return lambda: evaluate_features(names, fake, {"pool": f["real"]}, options).values
 
 
 def torch_fidelity_cases(f: dict, device: str) -> list[Case]:
@@ -121,7 +130,9 @@ def torch_fidelity_cases(f: dict, device: str) -> list[Case]:
 
     def kid(dtype: torch.dtype) -> Callable[[], Values]:
         def run() -> Values:
-            out = metric_kid.kid_features_to_metric(f["fake"].to(dtype), f["real"].to(dtype), verbose=False)
+            out = metric_kid.kid_features_to_metric(
+                f["fake"].to(dtype), f["real"].to(dtype), kid_subset_size=kid_subset_size(f), verbose=False
+            )
             return {"kid_mean": out["kernel_inception_distance_mean"], "kid_std": out["kernel_inception_distance_std"]}
 
         return run
@@ -167,7 +178,9 @@ def clean_fid_cases(f: dict, device: str) -> list[Case]:
 
     def kid() -> Values:
         np.random.seed(2020)
-        return {"kid_mean": cleanfid.kernel_distance(f["fake"].numpy(), f["real"].numpy())}
+        m = kid_subset_size(f)
+        kid = cleanfid.kernel_distance(f["fake"].numpy(), f["real"].numpy(), num_subsets=100, max_subset_size=m)
+        return {"kid_mean": kid}
 
     return [
         Case("fid", "clean-fid", genbench_runner(["fid"], f, device), fid),
@@ -204,8 +217,15 @@ def installed_cases(f: dict, device: str) -> tuple[list[Case], list[str]]:
     return cases, skipped
 
 
-def max_relative_difference(ours: Values, theirs: Values) -> float:
-    return max(abs(ours[k] - v) / max(abs(v), 1e-300) for k, v in theirs.items())
+# values are compared relative to max(|reference value|, floor): below the floor a difference is
+# read as absolute. KID's std is exactly 0 when the subset is the whole set and float32 noise
+# (~4e-7) in torch-fidelity's: relative difference 1, absolute difference nothing.
+ABSOLUTE_FLOOR = 1e-5
+
+
+def max_relative_difference(ours: Values, theirs: Values, floor: float = ABSOLUTE_FLOOR) -> float:
+    """Largest |ours - theirs| / max(|theirs|, floor) over the reference's keys."""
+    return max(abs(ours[k] - v) / max(abs(v), floor) for k, v in theirs.items())
 
 
 def bench_metrics(n: int, dim: int, device: str = "cpu", repeats: int = 1) -> pd.DataFrame:

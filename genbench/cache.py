@@ -16,11 +16,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from genbench.errors import RunFailure, UsageError
+
+if TYPE_CHECKING:  # torch is imported where tensors are written, so light commands stay light
+    import torch
 
 _override: Path | None = None
 TEMP_SUFFIX = ".tmp"
@@ -79,6 +80,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             raise UnwritableError(f"cannot write {path} ({e.strerror or e}); choose a writable directory") from None
         raise WriteFailure(f"could not write {path} ({e.strerror or e}); free disk space or choose another directory") from None
     try:
+        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600; a finished file gets the mode any other file would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -87,6 +89,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as e:
         _silent_unlink(tmp)
         raise WriteFailure(f"could not write {path} ({e.strerror or e}); free disk space or choose another directory, then rerun (finished records are kept)") from None
+
+
+def _umask_mode() -> int:
+    """0666 less the process umask (what ``open(path, "w")`` would give a new file)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

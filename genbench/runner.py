@@ -1,8 +1,11 @@
-"""Suite -> RunSpecs -> Records, with caching (checkpoints, reference features) and resume.
+"""RunSpec -> Record, with caching (checkpoints, reference features) and resume.
 
 Each stage is one small function: ``train_or_load`` (recipe -> model), ``draw_samples``
 (model -> samples, NFE, seconds), ``samples_to_features``, ``likelihood_metrics`` and
-``run_spec`` tying them into a Record. A rerun skips specs already stored as ok.
+``run_spec`` tying them into a Record. ``run_specs`` is the local executor: it runs the specs
+not yet stored as ok, one after another. The layers read downward: ``genbench.pipeline``
+(a whole suite) -> ``genbench.executors`` -> this module -> models, data, metrics; the suite
+loader sits beside it and neither imports the other.
 """
 
 from __future__ import annotations
@@ -23,12 +26,11 @@ from genbench.models.base import GenerativeModel, build_model, load_checkpoint, 
 from genbench.progress import Reporter
 from genbench.recipes import load_recipe
 from genbench.seeding import SeededNoise, seed_everything
-from genbench.spec import FAILED, OK, SKIPPED, Record, RunSpec, base_provenance
+from genbench.spec import FAILED, LIKELIHOOD_METRICS, OK, SKIPPED, Record, RunSpec, base_provenance
 from genbench.store import ResultsStore
-from genbench.suite import Suite, expand_suite, load_suite
 
-LIKELIHOOD_METRICS = ("bpd", "nll")
 CHECKPOINT_VERSION = 1  # bump when training code changes what a recipe produces
+LIKELIHOOD_VERSION = 2  # bump when a change alters cached likelihoods (2: MADE's floor, per-example probes)
 # Feature networks round differently at different batch sizes (oneDNN/cuDNN pick other kernels), so
 # features are always extracted in batches of this size: they depend on the inputs only, never on
 # RunContext.batch_size or on which run filled the reference-feature cache.
@@ -46,6 +48,7 @@ class RunContext:
     reporter: Reporter | None = None
     _data: dict[tuple[str, str], Samples] = field(default_factory=dict)
     _extractors: dict[str, Any] = field(default_factory=dict)
+    previews: dict[str, Any] = field(default_factory=dict)  # spec key -> a few samples, for the store's sample figures
 
     def data(self, dataset: str, split: str) -> Samples:
         if (dataset, split) not in self._data:
@@ -62,17 +65,10 @@ class RunContext:
     def stage(self, name: str, total: int):
         return self.reporter.stage(name, total) if self.reporter else None
 
-
-@dataclass
-class RunSummary:
-    suite: str
-    out: Path
-    records: list[Record]
-    leaderboard: Path | None = None
-    published: list[Path] = field(default_factory=list)
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.records)
+    def event(self, event: str, spec: RunSpec | None = None, **fields: Any) -> None:
+        """One line of the ``--log-json`` event log (nothing without one)."""
+        if self.reporter:
+            self.reporter.event(event, spec, **fields)
 
 
 def resolve_device(device: str) -> str:
@@ -124,13 +120,17 @@ class Drawn:
 
     x: torch.Tensor  # [N, *data_shape]
     labels: torch.Tensor | None  # [N] int64 for class-conditional families, else None
-    nfe: float  # per sample (the largest over batches)
+    nfe: dict[str, float]  # {"nfe": mean per sample, "nfe_max": the largest batch's count}
     seconds: float
 
 
 @torch.no_grad()
 def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> Drawn:
-    """``spec.n_samples`` samples with per-sample seeds (and balanced class labels for conditional families)."""
+    """``spec.n_samples`` samples with per-sample seeds (and balanced class labels for conditional families).
+
+    NFE: ``nfe``, the mean per sample, and ``nfe_max``, the largest batch's count; they differ only
+    for an adaptive sampler (``ode``), whose solver picks its steps per batch.
+    """
     noise = SeededNoise.for_run(spec.seed, spec.n_samples, ctx.device,
                                 num_classes=model.num_classes if model.conditional else None)
     cb = ctx.stage("sample", spec.n_samples)
@@ -140,13 +140,15 @@ def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> Draw
     for batch in noise.batches(ctx.batch_size):
         x, calls = model.sample(batch, spec.sampler, spec.steps)
         chunks.append(x.detach().float().cpu())
-        nfe.append(float(calls))
+        nfe.append((float(calls), len(batch)))
         done += len(batch)
         if cb:
             cb(done)
     _sync(ctx.device)
     seconds = time.perf_counter() - t0
-    return Drawn(torch.cat(chunks), noise.labels, max(nfe), seconds)
+    # every sample of a batch costs that batch's calls
+    nfe_mean = sum(calls * size for calls, size in nfe) / sum(size for _, size in nfe)
+    return Drawn(torch.cat(chunks), noise.labels, {"nfe": nfe_mean, "nfe_max": max(calls for calls, _ in nfe)}, seconds)
 
 
 def _sync(device: str) -> None:
@@ -154,9 +156,10 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def samples_to_features(x: torch.Tensor, modality: str, extractor, ctx: RunContext) -> dict[str, torch.Tensor]:
-    """Images are quantised to uint8 first (the convention every extractor sees)."""
-    inputs = images_to_uint8(x) if modality == IMAGES else x
+def samples_to_features(x: torch.Tensor, model: GenerativeModel, extractor, ctx: RunContext) -> dict[str, torch.Tensor]:
+    """Images are quantised to uint8 first (the convention every extractor sees), by the map the model
+    declares (``sample_quantisation``: the inverse of how its training data entered [-1, 1])."""
+    inputs = images_to_uint8(x, model.sample_quantisation) if model.modality == IMAGES else x
     return extractor.extract(inputs, batch_size=FEATURE_BATCH_SIZE)
 
 
@@ -169,7 +172,8 @@ def likelihood_metrics(model: GenerativeModel, spec: RunSpec, ctx: RunContext, w
     if model.likelihood_kind is None or not wanted:
         return {}, {}
     n = min(spec.n_reference, 2000)
-    path = cache.subdir("likelihood") / f"{cache.content_key([checkpoint_stem(spec).name, spec.reference_split, n])}.json"
+    key = cache.content_key([checkpoint_stem(spec).name, spec.reference_split, n, LIKELIHOOD_VERSION])
+    path = cache.subdir("likelihood") / f"{key}.json"
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
@@ -182,13 +186,18 @@ def likelihood_metrics(model: GenerativeModel, spec: RunSpec, ctx: RunContext, w
 
 
 def compute_likelihood(model: GenerativeModel, spec: RunSpec, ctx: RunContext, n: int) -> tuple[dict[str, float], dict]:
+    """The model's log-likelihood of ``n`` reference examples: images uniformly dequantised (one generator
+    seeded with ``spec.seed``), the estimator's noise per example (``likelihood_noise``), so the value
+    depends neither on ``ctx.batch_size`` nor on the device's batching."""
     from genbench.metrics.likelihood import bits_per_dim, dequantise
+    from genbench.models.base import likelihood_noise
 
     ds = DATASETS.get(spec.dataset)
     data = ctx.data(spec.dataset, spec.reference_split).take(n)
     gen = torch.Generator().manual_seed(spec.seed)
     x = dequantise(data.x, gen) if ds.modality == IMAGES else data.x
-    ll = torch.cat([model.log_likelihood(b.to(ctx.device)).double().cpu() for b in x.split(ctx.batch_size)])
+    noise = likelihood_noise(len(x), spec.seed).batches(ctx.batch_size)
+    ll = torch.cat([model.log_likelihood(b.to(ctx.device), next(noise)).double().cpu() for b in x.split(ctx.batch_size)])
     info = {"likelihood_kind": model.likelihood_kind, "likelihood_n": int(len(ll))}
     if ds.modality == IMAGES:
         return {"bpd": bits_per_dim(ll, math.prod(ds.shape), discrete=getattr(model, "discrete_likelihood", False))}, info
@@ -227,12 +236,15 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
 
     ds = DATASETS.get(spec.dataset)
     model, train_report = train_or_load(spec, ctx)
+    ctx.event("trained", spec, train_s=train_report.get("train_s"), cached=train_report.get("cached"))
     drawn = draw_samples(model, spec, ctx)
     x, nfe, seconds = drawn.x, drawn.nfe, drawn.seconds
+    ctx.event("sampled", spec, n=len(x), seconds=seconds, nfe=nfe)
     bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
     if bad:
         return Record(spec, FAILED, info={"train": train_report}, provenance=prov,
                       error=f"model produced {bad} of {len(x)} samples with NaN or Inf; lower the learning rate or check the recipe")
+    ctx.previews[spec.key] = preview_samples(x, model)
     extractor = ctx.extractor(spec.features)
     cb = ctx.stage("features", 2)
     real = reference_features(spec.dataset, spec.reference_split, spec.n_reference, extractor, data_root=ctx.data_root,
@@ -240,13 +252,14 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     real = {**real, **reference_extras(spec.dataset, spec.reference_split, spec.n_reference, ctx.data_root)}
     if cb:
         cb(1)
-    fake = samples_to_features(x, ds.modality, extractor, ctx)
+    fake = samples_to_features(x, model, extractor, ctx)
     if drawn.labels is not None:
         fake[LABELS] = drawn.labels
     if cb:
         cb(2)
     names = feature_metrics_for(spec, set(fake), set(real))
-    options = MetricOptions(bootstrap=spec.bootstrap, device=ctx.device, seed=2020)
+    # a metric these sizes cannot define (fd_inf with n < 4.8 d) is left out with a warning, not a failed spec
+    options = MetricOptions(bootstrap=spec.bootstrap, device=ctx.device, seed=2020, on_undefined="warn")
     cb = ctx.stage("metrics", 2)
     result = evaluate_features(names, fake, real, options) if names else MetricResult()  # e.g. metrics: [bpd]
     if cb:
@@ -255,36 +268,62 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     ll_values, ll_info = likelihood_metrics(model, spec, ctx, wanted_ll)
     if cb:
         cb(2)
-    metrics = {**result.values, **ll_values, "nfe": nfe, "sample_s_per_1k": seconds * 1000.0 / len(x),
+    metrics = {**result.values, **ll_values, "nfe": nfe["nfe"], "sample_s_per_1k": seconds * 1000.0 / len(x),
                "train_s": float(train_report.get("train_s", 0.0))}
     info = {**result.info, **ll_info, "train": train_report, "warnings": result.warnings,
-            "n_samples": len(x), "sample_s": seconds}
+            "n_samples": len(x), "sample_s": seconds, "nfe_max": nfe["nfe_max"]}
     prov.update(extractor.identity())
     prov.update({"n_fake": len(x), "n_real": int(next(iter(real.values())).shape[0]), "reference_split": spec.reference_split,
                  "sampler": spec.sampler, "steps": spec.steps, "ema": train_report.get("ema")})
     return Record(spec, OK, metrics, dict(result.ci), info, prov)
 
 
-def run_specs(specs: list[RunSpec], store: ResultsStore, ctx: RunContext, rerun: bool = False) -> list[Record]:
-    """Run every spec not already stored as ok; each record is stored as soon as it exists."""
+PREVIEW_IMAGES, PREVIEW_POINTS = 64, 2000
+
+
+def preview_samples(x: torch.Tensor, model: GenerativeModel):
+    """The first 64 images as the uint8 an extractor sees, or the first 2,000 points (for sample figures)."""
+    if model.modality == IMAGES:
+        return images_to_uint8(x[:PREVIEW_IMAGES], model.sample_quantisation).numpy()
+    return x[:PREVIEW_POINTS].float().numpy()
+
+
+def pending_specs(specs: list[RunSpec], store: ResultsStore, rerun: bool = False) -> list[RunSpec]:
+    """The specs a run must compute: all with ``rerun``, else those not already stored as ok."""
     done = set() if rerun else store.done_keys()
+    return [sp for sp in specs if sp.key not in done]
+
+
+def run_specs(specs: list[RunSpec], store: ResultsStore, ctx: RunContext, rerun: bool = False) -> list[Record]:
+    """Run every spec not already stored as ok (all with ``rerun``), one after another; each record
+    is stored as soon as it exists. Returns the records computed now."""
+    todo = pending_specs(specs, store, rerun)
     records = []
-    for spec in specs:
-        if spec.key in done:
-            if ctx.reporter:
-                ctx.reporter.advance_overall()
-            continue
+    for spec in todo:
         if ctx.reporter:
             ctx.reporter.progress.update(ctx.reporter.overall, description="suite")
             ctx.reporter.log(f"run  {spec.label()}")
+        ctx.event("spec_started", spec)
         rec = run_spec(spec, ctx)
         store.put(rec)
+        preview = ctx.previews.pop(spec.key, None)
+        if rec.status == OK:
+            store.put_preview(spec.key, preview)
         records.append(rec)
-        if ctx.reporter:
-            if rec.status != OK:
-                ctx.reporter.log(f"{rec.status}: {spec.label()}: {rec.error}")
-            ctx.reporter.advance_overall()
+        report_record(rec, ctx)
     return records
+
+
+def report_record(rec: Record, ctx: RunContext) -> None:
+    """The end of one spec on the terminal and in the event log (every executor calls this)."""
+    if rec.status == OK:
+        ctx.event("evaluated", rec.spec, metrics=rec.metrics)
+    else:
+        ctx.event(rec.status, rec.spec, error=rec.error)
+    if ctx.reporter:
+        if rec.status != OK:
+            ctx.reporter.log(f"{rec.status}: {rec.spec.label()}: {rec.error}", important=True)
+        ctx.reporter.advance_overall()
 
 
 def check_run_inputs(specs: list[RunSpec], ctx: RunContext) -> None:
@@ -298,40 +337,3 @@ def check_run_inputs(specs: list[RunSpec], ctx: RunContext) -> None:
             ctx.extractor(name)  # loads (and keeps) the extractor: a pickle with code or a wrong network is refused
         except DataUnavailableError:
             pass  # its specs are skipped with the message
-
-
-def default_out(suite: Suite) -> Path:
-    return Path("genbench-runs") / suite.name
-
-
-def run_suite(suite: str | Suite = "default", out: Path | str | None = None, device: str = "auto", seed: int | None = None,
-              publish: bool = False, cache_dir: Path | str | None = None, data_root: Path | str | None = None,
-              weights: Path | str | None = None, progress: bool = True, rerun: bool = False,
-              executor: str = "local", publish_dir: Path | str = "leaderboards") -> RunSummary:
-    """Run a suite end to end: expand, train/load, sample, evaluate, store, write the leaderboard."""
-    from genbench.report.leaderboard import write_leaderboard
-
-    if cache_dir is not None:
-        cache.set_cache_dir(cache_dir)
-    s = suite if isinstance(suite, Suite) else load_suite(suite)
-    specs = expand_suite(s, seed=seed)
-    out_dir = Path(out) if out is not None else default_out(s)
-    ctx = RunContext(device=resolve_device(device), data_root=Path(data_root) if data_root else None,
-                     weights=Path(weights) if weights else None)
-    check_run_inputs(specs, ctx)  # bad input stops here, before the store is opened
-    store = ResultsStore(out_dir)
-    with Reporter(len(specs), enabled=progress) as reporter:
-        ctx.reporter = reporter
-        if executor == "ray":
-            from genbench.executors.ray import run_specs_ray
-
-            run_specs_ray(specs, store, ctx, rerun=rerun)
-        else:
-            run_specs(specs, store, ctx, rerun=rerun)
-    keys = {sp.key for sp in specs}
-    records = [r for r in store.records() if r.key in keys]
-    summary = RunSummary(s.name, out_dir, records)
-    summary.leaderboard = write_leaderboard(records, s, out_dir / "leaderboard")
-    if publish:
-        summary.published = [write_leaderboard(records, s, Path(publish_dir) / s.name, csv=True)]
-    return summary

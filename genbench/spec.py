@@ -18,6 +18,10 @@ from typing import Any
 from genbench.cache import content_key
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+# Metrics the runner computes from the model's likelihood, not from features: bits/dim for images,
+# NLL in nats for points (named here, below the suite loader and the runner that both use them).
+BPD, NLL = "bpd", "nll"
+LIKELIHOOD_METRICS = (BPD, NLL)
 
 # Fields that do not change the numbers and so are left out of the hash.
 _UNHASHED = frozenset({"suite"})

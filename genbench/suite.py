@@ -12,17 +12,22 @@ Schema (unknown keys are an error naming the key)::
       metrics: [fid, precision, recall]
       features: auto                    # or raw, inception, domain:digits, ...
       train: {steps: 500}               # overrides of the recipes' training budgets
+    seeds: [0, 1, 2]                    # seeds of the grids here and in included suites that list none
     runs:                               # grids: datasets x models x samplers x steps x seeds
       - datasets: [toy2d:8gaussians]
         models: [diffusion-mlp]
         samplers: [euler, heun]         # default: each model's first sampler
         steps: [4, 8, 16]               # default: each sampler's default steps
-        seeds: [0]
+        seeds: [0]                      # default: the suite's seeds, else [0]
         settings: {n_samples: 1000}     # per-grid overrides
 
 Runs of included suites come first; settings merge with the including file winning, and a
-grid's own settings win over both. A model that cannot use a listed sampler skips it; a
-sampler that no model of its grid can use is an error.
+grid's own settings win over both. A suite's ``seeds`` apply to its grids and to the grids of the
+suites it includes that list no ``seeds`` of their own (the including file's win over an included
+file's); ``--seeds`` replaces them all. Each seed trains and samples on its own. A model that cannot use a listed sampler
+skips it; a model that can use none of them runs with its own ``native`` sampler, and the
+expansion says so (``plan_suite(...).notes``); a sampler that no model of its grid can use is
+an error. Every value is checked here, at expansion (exit 2), not when a spec runs.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ import yaml
 from genbench.errors import UsageError
 from genbench.registry import check_choice
 
-SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "runs"}
+SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "seeds", "runs"}
 GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings"}
+SUITE_SEEDS = "_suite_seeds"  # (internal grid key) the seeds a suite file gave a grid that lists none
 SETTING_DEFAULTS: dict[str, Any] = {
     "n_samples": 1000,
     "n_reference": 1000,
@@ -64,6 +70,15 @@ class Suite:
     settings: dict[str, Any]
     runs: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
+    seeds: list[int] | None = None  # this file's own ``seeds:`` (already applied to its grids)
+
+
+@dataclass
+class Plan:
+    """A suite's expansion: its specs, and notes a user should read before they run."""
+
+    specs: list["RunSpec"]
+    notes: list[str] = field(default_factory=list)
 
 
 def builtin_suites_dir() -> Path:
@@ -119,10 +134,15 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
     settings = _merge(settings, own)
     for i, grid in enumerate(raw.get("runs") or []):
         runs.append(_check_grid(grid, f"suite {path.name}, runs[{i}]"))
+    seeds = None
+    if raw.get("seeds") is not None:  # this file's seeds, over those its included files gave their grids
+        seeds = check_seeds(raw["seeds"], f"suite {path.name}")
+        runs = [g if "seeds" in g else {**g, SUITE_SEEDS: seeds} for g in runs]
     name = str(raw.get("name") or path.stem)
     if not _NAME_RE.match(name):
         raise UsageError(f"suite name {name!r} in {path.name} may only use letters, digits, '_', '-' and '.' (not first); rename it")
-    return Suite(name, str(raw.get("description", "")), str(raw.get("primary_metric") or primary or "fid"), settings, runs, path)
+    return Suite(name, str(raw.get("description", "")), str(raw.get("primary_metric") or primary or "fid"), settings, runs, path,
+                 seeds)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -171,28 +191,39 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def expand_suite(suite: Suite, seed: int | None = None) -> list["RunSpec"]:
-    """Every RunSpec of the suite's grids, in order, without duplicates."""
-    specs: list[RunSpec] = []
+def expand_suite(suite: Suite, seed: int | None = None, seeds: list[int] | None = None) -> list["RunSpec"]:
+    """Every RunSpec of the suite's grids, in order, without duplicates (``plan_suite`` adds its notes)."""
+    return plan_suite(suite, seed=seed, seeds=seeds).specs
+
+
+def plan_suite(suite: Suite, seed: int | None = None, seeds: list[int] | None = None) -> Plan:
+    """Expand and check every grid; ``seed``/``seeds`` (``--seed``/``--seeds``) replace every grid's seeds."""
+    override = check_seeds(seeds, "--seeds") if seeds is not None else None
+    if seed is not None:
+        override = check_seeds([seed], "--seed")
+    check_primary_metric(suite.primary_metric, suite.name)
+    plan = Plan([])
     seen: set[str] = set()
     for i, grid in enumerate(suite.runs):
-        for spec in _expand_grid(suite, grid, seed, f"suite {suite.name}, runs[{i}]"):
+        where = f"suite {suite.name}, runs[{i}]"
+        grid_seeds = override or check_seeds(grid.get("seeds") or grid.get(SUITE_SEEDS) or [0], where)
+        for spec in _expand_grid(suite, grid, grid_seeds, where, plan.notes):
             if spec.key not in seen:
                 seen.add(spec.key)
-                specs.append(spec)
-    return specs
+                plan.specs.append(spec)
+    return plan
 
 
-def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: str) -> list["RunSpec"]:
+def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: str, notes: list[str]) -> list["RunSpec"]:
     from genbench.data.base import DATASETS
-    from genbench.models.base import MODELS, check_model_fits
+    from genbench.models.base import MODELS, NATIVE, check_model_fits
     from genbench.recipes import load_recipe
     from genbench.samplers.base import SAMPLERS
     from genbench.spec import RunSpec
 
     s = _merge(_merge(SETTING_DEFAULTS, suite.settings), grid.get("settings") or {})
-    check_metric_names(s["metrics"])
-    seeds = [seed] if seed is not None else [int(x) for x in grid.get("seeds") or [0]]
+    check_setting_values(s, where)
+    grid_steps = check_steps(grid.get("steps"), where)
     wanted = grid.get("samplers")
     for name in wanted or []:
         SAMPLERS.get(name)  # "did you mean" for unknown sampler names
@@ -203,6 +234,7 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
         ds.check_split(s["train_split"])
         ds.check_split(s["reference_split"])
         features = resolve_features(s["features"], ds)
+        check_metrics_fit(s["metrics"], features, ds.modality, where)
         for model in grid["models"]:
             if not _NAME_RE.match(str(model)):  # a recipe is a file in reference_models/: no paths
                 raise UsageError(f"{where}: model {model!r} is not a recipe name; name a recipe from `genbench ls models`")
@@ -215,10 +247,16 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
             except UsageError as e:
                 raise UsageError(f"{where}: recipe {model!r} cannot fit {ds_name!r}: {e}") from None
             supported = family.supported_samplers()
-            for sampler in [x for x in (wanted or supported[:1]) if x in supported]:
-                used.add(sampler)
-                default = family.default_steps(sampler)
-                steps_list = [None] if default is None else [int(x) for x in grid.get("steps") or [default]]
+            chosen = [x for x in (wanted or supported[:1]) if x in supported]
+            used.update(chosen)
+            own_steps = grid_steps  # the grid's steps belong to the samplers it names
+            if not chosen:  # a model none of the grid's samplers fit is run its own way, never dropped
+                chosen, own_steps = [NATIVE if NATIVE in supported else supported[0]], None
+                notes.append(f"{where}: {model} ({recipe.family}) supports none of the samplers {', '.join(wanted or [])}; "
+                             f"it runs with its own {chosen[0]!r} sampler")
+            for sampler in chosen:
+                default = _default_steps(family, sampler, recipe.config)
+                steps_list = [None] if default is None else (own_steps or [default])
                 for steps in steps_list:
                     for sd in seeds:
                         specs.append(RunSpec(
@@ -235,16 +273,98 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seed: int | None, where: st
     return specs
 
 
+def _default_steps(family: Any, sampler: str, config: dict[str, Any]) -> int | None:
+    try:
+        return family.default_steps(sampler, config)
+    except TypeError:  # a family written before default_steps took the recipe's config
+        return family.default_steps(sampler)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_seeds(seeds: Any, where: str) -> list[int]:
+    """Seeds are non-negative integers, at least one, no repeats."""
+    values = seeds if isinstance(seeds, (list, tuple)) else [seeds]
+    if not values or not all(_is_int(x) and x >= 0 for x in values) or len(set(values)) != len(values):
+        raise UsageError(f"seeds in {where} must be distinct non-negative integers, e.g. [0, 1, 2]; got {seeds!r}")
+    return [int(x) for x in values]
+
+
+def check_steps(steps: Any, where: str) -> list[int] | None:
+    """A grid's step counts: positive integers (a sampler needs at least one step)."""
+    if steps is None:
+        return None
+    if not steps or not all(_is_int(x) and x >= 1 for x in steps):
+        raise UsageError(f"steps in {where} must be positive integers, e.g. steps: [4, 8, 16]; got {steps!r}")
+    return [int(x) for x in steps]
+
+
+def check_setting_values(s: dict[str, Any], where: str) -> None:
+    """Types and ranges of the merged settings of one grid."""
+    for key, low in (("n_samples", 2), ("n_reference", 2), ("bootstrap", 0)):
+        if not _is_int(s[key]) or s[key] < low:
+            raise UsageError(f"setting {key!r} in {where} must be an integer >= {low}; got {s[key]!r}")
+    if not isinstance(s.get("train") or {}, dict):
+        raise UsageError(f"setting 'train' in {where} must be a mapping, e.g. train: {{steps: 500}}; got {s['train']!r}")
+    if not isinstance(s["features"], str):
+        raise UsageError(f"setting 'features' in {where} must be a name, e.g. auto, raw or domain:digits; got {s['features']!r}")
+    check_metric_names(s["metrics"])
+
+
 def check_metric_names(names: Any) -> None:
     """Metric names of a suite: registered metrics or likelihood metrics, with "did you mean"."""
     from genbench.metrics.base import METRICS
-    from genbench.runner import LIKELIHOOD_METRICS
+    from genbench.spec import LIKELIHOOD_METRICS
 
     if names is not None and not isinstance(names, list):
         raise UsageError(f"setting 'metrics' must be a list, e.g. [fid, precision, recall]; got {names!r}")
     known = sorted({*METRICS.names(), *LIKELIHOOD_METRICS})
     for m in names or ():
         check_choice(str(m), known, "metric")
+
+
+def check_metrics_fit(names: list[str] | None, features: str, modality: str, where: str) -> None:
+    """Each named metric can be computed from ``features`` on data of ``modality`` (IS needs logits, ...)."""
+    from genbench.data.base import IMAGES
+    from genbench.metrics.base import METRICS
+    from genbench.spec import BPD, LIKELIHOOD_METRICS, NLL
+
+    keys = feature_keys_of(features)
+    for m in names or ():
+        if m in LIKELIHOOD_METRICS:
+            right = BPD if modality == IMAGES else NLL
+            if m != right:
+                raise UsageError(f"{where}: metric {m!r} is not reported for {modality}; use {right!r}")
+            continue
+        needs = METRICS.get(m).needs
+        if keys is not None and needs not in keys:
+            raise UsageError(f"{where}: metric {m!r} needs {needs!r} features but {features!r} gives only "
+                             f"{', '.join(keys)}; drop {m!r} or use features that have them (inception, domain:DATASET)")
+
+
+def feature_keys_of(features: str) -> tuple[str, ...] | None:
+    """The feature keys an extractor returns, read from its class (its factory's return annotation)
+    without building it; None when the factory does not name its class."""
+    import typing
+
+    from genbench.features.base import FEATURES
+
+    factory = FEATURES.get(features.partition(":")[0])
+    try:
+        cls = typing.get_type_hints(factory).get("return")
+    except Exception:  # an annotation that cannot be resolved: checked when the spec runs
+        return None
+    keys = getattr(cls, "feature_keys", None)
+    return tuple(keys) if keys else None
+
+
+def check_primary_metric(key: str, suite: str) -> None:
+    from genbench.metrics.base import KEYS, metric_key
+
+    if metric_key(key) is None:
+        check_choice(key, sorted(KEYS), f"primary_metric of suite {suite}")
 
 
 def resolve_features(name: str, dataset: Any) -> str:

@@ -13,6 +13,7 @@ from genbench.data.base import get_dataset
 from genbench.metrics.likelihood import bits_per_dim, dequantise
 from genbench.models.base import TrainBudget, build_model
 from genbench.models.convvae import discretised_logistic_log_prob, to_levels
+from genbench.seeding import SeededNoise
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,10 +53,10 @@ def trained_vae():
 def test_iwae_k_is_at_least_the_elbo_in_expectation():
     model = trained_vae()
     x = get_dataset("digits").load("test").x[:64]
-    elbo = torch.stack([model.log_likelihood(x, seed=s) for s in range(4)]).mean()  # 16-sample ELBO, 4 seeds
+    elbo = torch.stack([model.log_likelihood(x, SeededNoise.for_run(s, 64)) for s in range(4)]).mean()  # 16 draws, 4 seeds
     model.config.update(likelihood_bound="iwae", likelihood_samples=64)
     try:
-        iwae = torch.stack([model.log_likelihood(x, seed=s) for s in range(4)]).mean()
+        iwae = torch.stack([model.log_likelihood(x, SeededNoise.for_run(s, 64)) for s in range(4)]).mean()
     finally:
         model.config.update(likelihood_bound="elbo", likelihood_samples=16)
     # the gap is the bound's slack: positive, and a small share of the ELBO (digits: ~2% after 60 steps)
@@ -81,14 +82,3 @@ def test_bits_per_dim_are_the_discrete_nll_of_the_levels():
     assert bits_per_dim(ll, d) == pytest.approx(float((-log_p / (d * math.log(2))).mean()), rel=1e-9)
     assert 0 < bits_per_dim(ll, d) < 8  # better than uniform over 256 levels after a little training
 
-
-def test_leaderboard_names_the_kind_of_each_likelihood():
-    from genbench.report.leaderboard import render_markdown
-    from genbench.spec import OK, Record, RunSpec
-
-    def record(model, kind):
-        spec = RunSpec("s", "digits", model, model, "h", "native", None, 0, 10, 10, (), "domain:digits")
-        return Record(spec, OK, {"bpd": 3.0}, info={"likelihood_kind": kind})
-
-    md = render_markdown([record("convvae", "iwae-64"), record("flow", "exact")], "s", "bpd")
-    assert "Kind of each likelihood: convvae iwae-64, flow exact" in md

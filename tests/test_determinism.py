@@ -1,11 +1,15 @@
-"""Determinism: the same command and seed give the same metrics; the batch size changes nothing.
+"""Determinism: the same command and seed give the same metrics; the batch size changes nothing
+beyond float rounding.
 
-On the CPU the same command is bit for bit identical (training included: each run below has
-its own cache, so the models are retrained); on CUDA within 1e-6 (gpu-marked). Per-sample
-seeds (``genbench.seeding.SeededNoise``) make the samples independent of the batch size: the
-tiny Gaussian's metrics are bit for bit equal at batch sizes 500 and 7. A network's samples are
-equal to float rounding only (relative 1e-6 asserted): CPU matrix products round differently
-for different numbers of rows. Wall-clock metrics (``sample_s_per_1k``, ``train_s``) are left out.
+On the CPU the same command on the same machine is bit for bit identical (training included:
+each run below has its own cache, so the models are retrained); on CUDA within 1e-6
+(gpu-marked). Per-sample seeds (``genbench.seeding.SeededNoise``) give every sample the same
+noise whatever its batch (bit for bit, tests/test_samplers.py), but a sample is then computed by
+matrix products (the tiny Gaussian's z @ L^T, a network's layers), and a CPU BLAS may round a row
+differently with the number of rows in the product (AVX-512 kernels do: FID 0.019065811999656
+at batch size 500 against 0.019065811815596 at 7). So across batch sizes every metric is
+asserted within 1e-6 relative (seen: 1e-8), not bit for bit. Wall-clock metrics
+(``sample_s_per_1k``, ``train_s``) are left out.
 """
 
 from __future__ import annotations
@@ -104,9 +108,8 @@ def specs_and_stores(suite_text: str, tmp_path: Path, device: str, batch_sizes: 
 
 def test_metrics_do_not_depend_on_batch_size(recipes, tmp_path):
     specs, (big, small) = specs_and_stores(SUITE, tmp_path, "cpu", (500, 7))
-    tiny = {s.key for s in specs if s.family == "tiny"}
-    assert len(tiny) == 2
-    assert {k: big[k] for k in tiny} == {k: small[k] for k in tiny}  # bit for bit
+    assert len({s.key for s in specs if s.family == "tiny"}) == 2 and len(big) == 3
+    # the same noise per sample; the products that turn it into samples round per batch shape
     assert close(big, small, rel=1e-6)
 
 

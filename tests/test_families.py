@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 
-from genbench.data.base import get_dataset
+from genbench.data.base import FLOOR, ROUND, get_dataset, images_to_uint8
+from genbench.metrics.likelihood import dequantise
 from genbench.models.autoregressive import (
     discretised_logistic_log_prob,
     gaussian_mixture_log_prob,
@@ -68,11 +69,20 @@ def test_flow_inverse_inverts_and_density_integrates_to_one():
     assert grid_integral(flow.log_likelihood, half_width=8.0, n=401) == pytest.approx(1.0, abs=0.02)
 
 
-def test_flow_image_samples_lie_on_the_8bit_grid():
+def test_flow_image_samples_are_dequantised_pixels_that_floor_to_their_level():
+    # the flow models y = (u + U) / 256 in logit space: a sample's level is floor(256 y), which the
+    # runner takes with the map the flow declares (round moves about a quarter of them up one)
     flow = randomised(build_model("flow", (1, 8, 8), "images", n_layers=2, hidden=8, depth=1), scale=0.05)
     x, nfe = flow.sample(SeededNoise.for_run(0, 4))
-    k = (x + 1) * 127.5
-    assert nfe == 1.0 and torch.allclose(k, k.round(), atol=1e-3) and x.min() >= -1 and x.max() <= 1
+    assert nfe == 1.0 and x.min() >= -1 and x.max() <= 1 and flow.sample_quantisation == FLOOR
+    with torch.no_grad():
+        s = flow.from_latent(SeededNoise.for_run(0, 4).randn(64))
+    alpha = flow.config["logit_alpha"]
+    y = (torch.sigmoid(s.double()) - alpha) / (1 - 2 * alpha)  # [4, 64] in [0, 1]
+    level = torch.floor(256 * y).clamp(0, 255)
+    got = images_to_uint8(x, flow.sample_quantisation).reshape(4, -1).double()
+    assert (got - level).abs().max() <= 1 and (got != level).double().mean() < 0.01
+    assert (images_to_uint8(x, ROUND).reshape(4, -1).double() != level).double().mean() > 0.1
 
 
 # -- autoregressive --------------------------------------------------------------------------------
@@ -112,12 +122,14 @@ def test_gaussian_mixture_conditional_matches_torch_distributions():
 
 
 def test_autoregressive_image_likelihood_is_log_p_plus_d_ln_128():
-    # an untrained MADE has the same conditional for every pixel: compare with the formula directly
+    # compare with the formula directly, at the pixels' levels, for the dequantised input the runner sends
     model = build_model("autoregressive", (1, 2, 2), "images", hidden=8, depth=1, n_components=1).eval()
     x = torch.tensor([[-1.0, 1.0, 1 / 127.5 - 1, 0.0]]).reshape(1, 1, 2, 2)
-    x = torch.round((x + 1) * 127.5) / 127.5 - 1
+    x = torch.round((x + 1) * 127.5) / 127.5 - 1  # levels 0, 255, 1, 128 on the grid
     log_p = discretised_logistic_log_prob(model.made(x.reshape(1, -1)), x.reshape(1, -1)).sum()
-    torch.testing.assert_close(model.log_likelihood(x)[0], log_p + 4 * math.log(128.0))
+    for seed in range(4):
+        xq = dequantise(x, torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(model.log_likelihood(xq)[0], log_p + 4 * math.log(128.0))
 
 
 # -- consistency -----------------------------------------------------------------------------------
@@ -169,6 +181,31 @@ def test_ebm_nfe_counts_gradient_evaluations(steps):
     _, nfe = model.sample(SeededNoise.for_run(0, 3), "langevin", steps)
     assert nfe == steps
     assert SAMPLERS.get("langevin").kind == "langevin" and model.supported_samplers() == ["langevin"]
+
+
+def test_ebm_default_steps_are_the_recipe_chain_length():
+    from genbench.models.ebm import EBM
+
+    assert EBM.default_steps("langevin", {"langevin_steps": 7}) == 7
+    assert EBM.default_steps("langevin", None) == EBM.default_steps("langevin", {}) == 40
+
+
+def test_a_suite_samples_an_ebm_recipe_with_its_langevin_steps(tmp_path, monkeypatch):
+    # a recipe trained with 7-step chains is sampled with 7 steps when the suite names none
+    import shutil
+
+    from genbench import recipes
+    from genbench.suite import expand_suite, load_suite
+
+    for f in recipes.recipes_dir().glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "ebm-seven-step-chains.yaml").write_text(
+        "family: ebm\nconfig: {hidden: 8, depth: 1, langevin_steps: 7}\ntrain: {steps: 2}\n")
+    monkeypatch.setattr(recipes, "recipes_dir", lambda: tmp_path)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: t\nruns:\n  - datasets: [toy2d:8gaussians]\n    models: [ebm-seven-step-chains, ebm]\n")
+    steps = {sp.model: sp.steps for sp in expand_suite(load_suite(str(suite)))}
+    assert steps == {"ebm-seven-step-chains": 7, "ebm": 40}
 
 
 def test_ebm_negatives_restart_from_the_replay_buffer_with_probability_replay():

@@ -1,4 +1,5 @@
-"""Known answers, the evaluate_features contract, bootstrap intervals and error messages."""
+"""Known answers, the evaluate_features contract, half-sampling intervals, equal-n k-NN metrics,
+the shared reference search, FD-infinity's limits and error messages."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from genbench.metrics import (
 )
 from genbench.metrics import density_coverage as dc
 from genbench.metrics import precision_recall as pr
-from genbench.metrics.bootstrap import iter_resample_indices
+from genbench.metrics.base import UndefinedMetric
 
 scipy_linalg = pytest.importorskip("scipy.linalg")
 
@@ -256,59 +257,129 @@ def test_bootstrap_intervals_are_reproducible_and_seeded():
     assert a.info["bootstrap"] == 30 and a.info["ci_level"] == 0.95
 
 
-def naive_replicates(fake, real, options) -> dict[str, list[float]]:
-    """Each metric recomputed from scratch on each resample of the generated set."""
-    plain = dataclasses.replace(options, bootstrap=0)
-    out: dict[str, list[float]] = {
-        k: [] for k in ("fid", "kid_mean", "is_mean", "precision", "recall", "density", "coverage")
+def test_interval_method_is_recorded_and_fd_inf_has_none():
+    fake, real = small_sets()
+    result = evaluate_features(["fid", "fd_inf"], fake, real, MetricOptions(bootstrap=5, fd_inf_points=3))
+    assert result.info["ci_method"] == "half-sampling"
+    assert set(result.ci) == {"fid"}
+
+
+def test_fid_replicate_equals_fid():
+    """The symmetric form used for replicates gives the torch-fidelity form's value."""
+    fake, real = small_sets()
+    plain, _ = fid.fid_compute(fake["pool"], real["pool"], MetricOptions())
+    fast, _ = fid.fid_replicate(fake["pool"], real["pool"], MetricOptions())
+    assert fast["fid"] == pytest.approx(plain["fid"], rel=1e-9)
+    stats = fid.reference_statistics(real["pool"])
+    from_stats, _ = fid.fid_replicate_from_stats(fake["pool"], stats, MetricOptions())
+    assert from_stats["fid"] == pytest.approx(plain["fid"], rel=1e-9)
+
+
+def test_fid_interval_is_centred_on_the_bias_corrected_estimate():
+    """n = 300, d = 12: FID's O(d/n) bias is larger than its spread. The interval is centred on
+    estimate - bias and holds the population value (1.08 here, 0 for the same distribution, where
+    the interval is clipped at 0); the estimate outside its interval is flagged."""
+    g = torch.Generator().manual_seed(4)
+    x, y = (torch.randn(300, 12, generator=g, dtype=torch.float64) for _ in range(2))
+    shifted = evaluate_features(["fid"], {"pool": x}, {"pool": y + 0.3}, MetricOptions(bootstrap=40))
+    lo, hi = shifted.ci["fid"]
+    bias = shifted.info["fid_bias"]
+    assert 0.1 < bias < shifted.values["fid"]
+    assert (lo + hi) / 2 == pytest.approx(shifted.values["fid"] - bias)
+    assert lo <= 12 * 0.3**2 <= hi < shifted.values["fid"]
+    assert any("outside its bias-corrected interval" in w for w in shifted.warnings)
+    same = evaluate_features(["fid"], {"pool": x}, {"pool": y}, MetricOptions(bootstrap=40))
+    assert same.ci["fid"][0] == 0.0 < same.ci["fid"][1] < same.values["fid"]
+
+
+def test_sets_too_small_to_halve_get_no_interval_and_a_reason():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 3, generator=g), torch.randn(7, 3, generator=g)
+    result = evaluate_features(["fid", "precision", "recall"], {"pool": x}, {"pool": y}, MetricOptions(bootstrap=5))
+    assert set(result.values) == {"fid", "precision", "recall"} and set(result.ci) == {"fid"}
+    assert any("no interval for precision, recall: half of each set is too small" in w for w in result.warnings)
+
+
+def test_interval_from_statistics_says_it_covers_the_generated_set_only():
+    fake, real = small_sets()
+    stats = fid.reference_statistics(real["pool"])
+    result = evaluate_features(["fid"], fake, None, MetricOptions(bootstrap=5), real_stats=stats)
+    assert "fid" in result.ci and any("generated set's sampling only" in w for w in result.warnings)
+
+
+# ---------------------------------------------------------------- k-NN metrics at equal n
+
+
+KNN = ["precision", "recall", "density", "coverage"]
+
+
+def test_knn_metrics_default_to_equal_n_with_a_fixed_subsample():
+    """n1 = 1,000 against n2 = 360: the generated set is subsampled to 360 (seeded), which is the
+    value of those 360 samples evaluated directly."""
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(1000, 8, generator=g), torch.randn(360, 8, generator=g)
+    result = evaluate_features(KNN, {"pool": x}, {"pool": y})
+    assert result.info["knn_n"] == 360
+    assert not any("computed at n1=" in w for w in result.warnings)
+    subset = torch.randperm(1000, generator=torch.Generator().manual_seed(2020))[:360].sort().values
+    direct = evaluate_features(KNN, {"pool": x[subset]}, {"pool": y})
+    assert result.values == direct.values
+    # the reference is subsampled when it is the larger set
+    swapped = evaluate_features(KNN, {"pool": y}, {"pool": x})
+    assert swapped.info["knn_n"] == 360 and swapped.values != result.values
+    assert evaluate_features(["fid"], {"pool": x}, {"pool": y}).info.get("knn_n") is None  # FID uses all
+
+
+def test_knn_metrics_at_unequal_n_carry_a_warning():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(500, 8, generator=g), torch.randn(360, 8, generator=g)
+    options = MetricOptions(knn_equal_n=False)
+    result = evaluate_features(["precision", "coverage", "fid"], {"pool": x}, {"pool": y}, options)
+    assert "knn_n" not in result.info
+    (note,) = [w for w in result.warnings if "computed at n1=500" in w]
+    assert "precision" in note and "coverage" in note and "fid" not in note
+    same = evaluate_features(["precision"], {"pool": x[:360]}, {"pool": y}, options)
+    assert not any("computed at n1=" in w for w in same.warnings)
+
+
+def test_reference_search_runs_once_for_both_knn_groups(monkeypatch):
+    """precision/recall (k = 3) and density/coverage (k = 5) from one search of 6 (+ candidates)
+    neighbours of the reference; the values are those of separate evaluations."""
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(400, 16, generator=g), torch.randn(400, 16, generator=g) * 1.1
+    separate = {
+        **evaluate_features(["precision", "recall"], {"pool": x}, {"pool": y}).values,
+        **evaluate_features(["density", "coverage"], {"pool": x}, {"pool": y}).values,
     }
-    for index in iter_resample_indices(len(fake["pool"]), options):
-        resampled = {key: value[index] for key, value in fake.items()}
-        values = evaluate_features(ALL, resampled, real, plain).values
-        for key, replicates in out.items():
-            replicates.append(values[key])
-    return out
+    searched: list[tuple[int, bool]] = []
+    original = neighbours.nearest_distances
+
+    def counting(points, m, chunk, upcast=False, rows=None):
+        searched.append((m, upcast))
+        return original(points, m, chunk, upcast, rows)
+
+    monkeypatch.setattr(neighbours, "nearest_distances", counting)
+    joint = evaluate_features(KNN, {"pool": x}, {"pool": y})
+    assert joint.values == separate
+    shared = (6 + neighbours.EXTRA_CANDIDATES, False)
+    # the generated set's own search (k + 1 = 4) and one reference search; no upcast search again
+    assert sorted(searched) == [(4, False), shared]
+    searched.clear()
+    evaluate_features(["precision", "density"], {"pool": x}, {"pool": y}, MetricOptions(bootstrap=2))
+    assert searched.count(shared) == 3 and len(searched) == 6  # estimate and two replicates
 
 
-def test_fast_bootstrap_equals_recomputing_each_resample(monkeypatch):
-    """Reusing the reference statistics, radii and distance pairs changes no replicate."""
-    fake, real = small_sets()
-    options = MetricOptions(bootstrap=6, kid_subset_size=100, kid_subsets=20, chunk_size=100)
-    expected = naive_replicates(fake, real, options)
-    for module, compute in (
-        (fid, fid.fid_compute),
-        (kid, kid.kid_features_to_metric),
-        (pr, pr.prc_compute),
-        (dc, dc.dc_compute),
-    ):
-        _, info = compute(fake["pool"], real["pool"], options)
-        for key, values in info["replicates"].items():
-            assert values.tolist() == pytest.approx(expected[key], rel=1e-9), key
-    _, info = inception_score.is_compute(fake["logits"], None, options)
-    assert info["replicates"]["is_mean"].tolist() == pytest.approx(expected["is_mean"], rel=1e-12)
-
-
-def test_bootstrap_fallbacks_give_the_same_replicates(monkeypatch):
-    """Too few neighbours kept, or too many pairs: replicates are recomputed, with equal results."""
-    fake, real = small_sets()
-    options = MetricOptions(bootstrap=4, chunk_size=64)
-    _, fast_pr = pr.prc_compute(fake["pool"], real["pool"], options)
-    _, fast_dc = dc.dc_compute(fake["pool"], real["pool"], options)
-    monkeypatch.setattr(pr, "neighbour_list_length", lambda k, n: k + 1)  # radii never resolved
-    monkeypatch.setattr(neighbours, "MAX_PAIRS_PER_SAMPLE", 0)  # pairs always overflow
-    _, slow_pr = pr.prc_compute(fake["pool"], real["pool"], options)
-    _, slow_dc = dc.dc_compute(fake["pool"], real["pool"], options)
-    assert slow_pr["prc_bootstrap_pairs"] is None
-    for fast, slow in ((fast_pr, slow_pr), (fast_dc, slow_dc)):
-        for key in fast["replicates"]:
-            assert torch.equal(fast["replicates"][key], slow["replicates"][key]), key
-
-
-def test_interval_outside_estimate_is_flagged():
-    x = torch.randn(200, 6, dtype=torch.float64)
-    result = evaluate_features(["fid"], {"pool": x}, {"pool": x}, MetricOptions(bootstrap=20))
-    assert result.values["fid"] < result.ci["fid"][0]  # duplicates make every resample differ from the reference
-    assert any("outside its bootstrap interval" in w for w in result.warnings)
+def test_reranked_radii_equal_a_full_search_and_recheck_unsure_rows(monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    y = torch.randn(300, 32, generator=g) + 5.0  # norms large against distances: a loose cdist bound
+    full = neighbours.kth_nearest_distance(y, 5, 128, upcast=True)
+    with neighbours.shared_searches(6):
+        assert torch.equal(neighbours.reference_radius(y, 5, 128, upcast=True), full)
+        assert torch.equal(neighbours.reference_radius(y, 3, 128), neighbours.kth_nearest_distance(y, 3, 128))
+    # with a bound that certifies nothing, every row is searched again, with the same radii
+    monkeypatch.setattr(neighbours, "cdist_error_bound", lambda x, d: torch.full((len(x),), float("inf")))
+    with neighbours.shared_searches(6):
+        assert torch.equal(neighbours.reference_radius(y, 5, 128, upcast=True), full)
 
 
 def test_warn_if_different_n():
@@ -334,3 +405,40 @@ def test_fd_inf_removes_most_of_the_small_sample_bias():
     assert abs(result.values["fd_inf"]) < 0.25 * result.values["fid"]
     assert result.info["fd_inf_sizes"][0] == 400 and result.info["fd_inf_sizes"][-1] == 4000
     assert len(result.info["fd_inf_fids"]) == 15
+
+
+def fd_inf_case(n: int, seed: int = 1):
+    """Gaussian features at d = 128 against population statistics: true FD 0.480 (issue 15)."""
+    d = 128
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) * (1 + 0.4 / d**0.5) + 0.05  # d (0.05^2 + 0.4^2 / d) = 0.48
+    stats = {"mu": torch.zeros(d, dtype=torch.float64), "sigma": torch.eye(d, dtype=torch.float64)}
+    return {"pool": x}, stats
+
+
+def test_fd_inf_is_refused_below_twice_its_smallest_subset():
+    """n = 300 at d = 128 gave -1.00 from subsets of 30: now refused, naming the n needed."""
+    fake, stats = fd_inf_case(300)
+    with pytest.raises(UndefinedMetric, match="at least 616 generated samples at feature dimension 128"):
+        evaluate_features(["fd_inf"], fake, None, real_stats=stats)
+    # inside a suite: undefined with a warning, the other metrics computed
+    result = evaluate_features(["fid", "fd_inf"], fake, None, MetricOptions(on_undefined="warn"), real_stats=stats)
+    assert "fd_inf" not in result.values and "fid" in result.values
+    assert any("fd_inf needs at least 616" in w for w in result.warnings)
+
+
+def test_fd_inf_marginal_range_is_flagged_and_never_negative():
+    # n = 700: subsets 308..700 (2.4 d is 308); seed 3's line crosses below 0 (-0.13)
+    fake, stats = fd_inf_case(700, seed=3)
+    result = evaluate_features(["fd_inf"], fake, None, real_stats=stats)
+    assert result.info["fd_inf_sizes"][0] == 308
+    assert result.info["fd_inf_intercept"] < 0 and result.values["fd_inf"] == 0.0
+    assert any("marginal" in w for w in result.warnings) and any("is negative" in w for w in result.warnings)
+
+
+def test_fd_inf_approaches_the_true_distance_over_the_papers_range():
+    fake, stats = fd_inf_case(6000)
+    result = evaluate_features(["fid", "fd_inf"], fake, None, real_stats=stats)
+    assert result.info["fd_inf_sizes"][0] == 600 and not any("fd_inf" in w for w in result.warnings)
+    # FID at n = 6,000 is 1.19; FD-infinity 0.43 against the true 0.480
+    assert abs(result.values["fd_inf"] - 0.480) < 0.1 < result.values["fid"] - 0.480

@@ -1,7 +1,8 @@
 """Parity of genbench's metrics with the reference implementations on identical features.
 
 torch-fidelity 0.4.0 (FID, KID, IS, precision/recall) and prdc 0.2 (density/coverage), each
-called through its own feature-level function. Tolerance: relative difference <= 1e-6.
+called through its own feature-level function. Tolerance: relative difference <= 1e-6. The k-NN
+metrics are compared on the sets as given (``knn_equal_n=False``: the references do not subsample).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def test_inception_score_equals_torch_fidelity(n, classes):
 def test_precision_recall_equal_torch_fidelity(n1, n2, dim, chunk):
     """Same chunk size -> the same cdist blocks as torch-fidelity: equal to the last bit."""
     fake, real = features(n1, n2, dim)
-    options = MetricOptions(chunk_size=chunk)
+    options = MetricOptions(chunk_size=chunk, knn_equal_n=False)
     ours = evaluate_features(["precision", "recall"], {"pool": fake}, {"pool": real}, options).values
     ref = tf_prc.prc_features_to_metric(fake, real, prc_neighborhood=3, prc_batch_size=chunk, verbose=False)
     ref_part = tf_prc.prc_features_to_metric(fake, real, prc_batch_size=chunk, save_cpu_ram=True, verbose=False)
@@ -162,7 +163,8 @@ def test_precision_recall_equal_torch_fidelity(n1, n2, dim, chunk):
 
 def test_precision_recall_other_k():
     fake, real = features(500, 600, 32, seed=5)
-    ours = evaluate_features(["precision", "recall"], {"pool": fake}, {"pool": real}, MetricOptions(prc_k=5))
+    options = MetricOptions(prc_k=5, knn_equal_n=False)
+    ours = evaluate_features(["precision", "recall"], {"pool": fake}, {"pool": real}, options)
     ref = tf_prc.prc_features_to_metric(fake, real, prc_neighborhood=5, verbose=False)
     assert ours.info["prc_k"] == 5
     assert rel(ours.values["precision"], ref["precision"]) <= RTOL
@@ -178,7 +180,8 @@ def test_precision_recall_other_k():
 )
 def test_density_coverage_equal_prdc_on_generic_data(n, dim, dtype, k):
     fake, real = features(n, n + 100, dim, dtype, seed=11)
-    ours = evaluate_features(["density", "coverage"], {"pool": fake}, {"pool": real}, MetricOptions(dc_k=k))
+    options = MetricOptions(dc_k=k, knn_equal_n=False)
+    ours = evaluate_features(["density", "coverage"], {"pool": fake}, {"pool": real}, options)
     ref = quiet_prdc(real, fake, k)
     assert ours.info["dc_k"] == k
     assert rel(ours.values["density"], float(ref["density"])) <= RTOL
@@ -215,7 +218,7 @@ def test_density_coverage_documented_difference_on_identical_inputs():
 def test_precision_recall_agree_with_prdc_on_generic_data():
     """prdc's precision/recall (strict '<', real first) agree with ours where no distance ties."""
     fake, real = features(600, 700, 64, torch.float64, seed=2)
-    options = MetricOptions(prc_k=5)
+    options = MetricOptions(prc_k=5, knn_equal_n=False)
     ours = evaluate_features(["precision", "recall"], {"pool": fake}, {"pool": real}, options).values
     ref = quiet_prdc(real, fake, 5)
     assert rel(ours["precision"], float(ref["precision"])) <= RTOL

@@ -60,7 +60,7 @@ def test_toy2d_suite_reports_the_mode_metrics_on_the_mixtures():
     from genbench.runner import RunContext, run_spec
     from genbench.suite import expand_suite, load_suite
 
-    specs = [s for s in expand_suite(load_suite("toy2d")) if s.model == "tiny" and s.dataset in ("toy2d:25gaussians", "toy2d:moons")]
+    specs = [s for s in expand_suite(load_suite("toy2d")) if s.model == "tiny" and s.seed == 0 and s.dataset in ("toy2d:25gaussians", "toy2d:moons")]
     assert len(specs) == 2 and all(not s.metrics for s in specs)
     for spec in specs:
         rec = run_spec(replace(spec, n_samples=300, n_reference=300, bootstrap=0), RunContext())

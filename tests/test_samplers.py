@@ -184,7 +184,7 @@ def test_ode_likelihood_of_gaussian_equals_closed_form(dims, exact):
     mu, s = torch.zeros(dims, dtype=torch.float64), torch.tensor([0.5, 1.3][:dims], dtype=torch.float64)
     x = torch.randn(16, dims, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * s
     ll = pf_ode_log_likelihood(gaussian_denoiser(mu, s), x, SIGMA_MIN, SIGMA_MAX, exact_divergence=exact,
-                               generator=torch.Generator().manual_seed(1))
+                               noise=SeededNoise.for_run(1, len(x)))
     closed = torch.distributions.Normal(mu, s).log_prob(x).sum(1)
     torch.testing.assert_close(ll, closed, atol=1e-3, rtol=0)
 

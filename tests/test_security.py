@@ -200,4 +200,4 @@ def test_outputs_stay_inside_out_cache_and_leaderboards_whatever_the_includes(tm
     new = files_under(tmp_path) - before
     assert new and all(any(p.is_relative_to(a) for a in allowed) for p in new), sorted(map(str, new))
     assert (cwd / "leaderboards" / "top.md").is_file() and (cwd / "genbench-runs" / "top" / "results.sqlite").is_file()
-    assert {p.name for p in (cwd / "leaderboards").iterdir()} == {"top.md", "top.csv"}
+    assert {p.name for p in (cwd / "leaderboards").iterdir()} == {"top.md", "top.csv", "top_figures"}

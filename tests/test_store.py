@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import sqlite3
 
+import pytest
+
 from genbench.spec import FAILED, OK, Record, RunSpec
 from genbench.store import ResultsStore, load_results
 
@@ -56,3 +58,70 @@ def test_two_processes_write_one_store(tmp_path):
     assert store.integrity_ok()
     con = sqlite3.connect(tmp_path / "results.sqlite")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_failed_rerun_never_replaces_an_ok_record(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.put(Record(spec(), OK, {"fid": 1.5}, created_at="2026-01-01T00:00:00+00:00"))
+    store.put(Record(spec(), FAILED, error="boom", created_at="2026-01-02T00:00:00+00:00"))
+    shown = store.records()
+    assert len(shown) == 1 and shown[0].status == OK and shown[0].metrics == {"fid": 1.5}
+    assert [a.status for a in store.attempts(spec().key)] == [OK, FAILED]  # both attempts kept
+    assert store.attempts()[1].error == "boom"
+    store.put(Record(spec(), OK, {"fid": 1.4}))  # a newer ok one does replace it
+    assert store.records()[0].metrics == {"fid": 1.4} and len(store.attempts()) == 3
+    store.put(Record(spec(seed=1), FAILED, error="x"))  # a failure with nothing ok before is shown
+    assert {r.status for r in store.records()} == {OK, FAILED}
+
+
+def test_frame_shows_the_sizes_used_under_one_name(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.put(Record(spec(n_samples=1000, n_reference=500), OK, {"fid": 1.0}, info={"likelihood_kind": "exact"},
+                     provenance={"n_fake": 1000, "n_real": 360, "features": "raw"}))
+    df = load_results(tmp_path)
+    assert (df.loc[0, "n_fake"], df.loc[0, "n_real"]) == (1000, 360)  # 360 used where 500 were asked for
+    assert "n_reference" not in df.columns and "n_samples" not in df.columns
+    assert df.loc[0, "likelihood_kind"] == "exact"
+
+
+READ_FIDS = ("import json, sys; from genbench.store import load_results; "
+             "print(json.dumps(sorted(load_results(sys.argv[1])['fid'].tolist())))")
+
+
+def _read_on_a_read_only_mount(run_dir):
+    """Read the store in a child whose view of ``run_dir`` is a read-only bind mount (a mount
+    namespace, so nothing outside the child changes); None where namespaces are not allowed."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        return None
+    script = 'mount --bind -o ro "$0" "$0" && touch "$0/probe" 2>/dev/null && exit 99; exec "$1" -c "$2" "$0"'
+    res = subprocess.run(["unshare", "-rm", "sh", "-c", script, str(run_dir), sys.executable, READ_FIDS],
+                         capture_output=True, text=True, timeout=120)
+    if res.returncode != 0 and ("unshare" in res.stderr or "mount" in res.stderr):
+        return None
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_store_on_a_read_only_filesystem_can_be_read(tmp_path):
+    import os
+
+    run_dir = tmp_path / "run"
+    store = ResultsStore(run_dir)
+    for s in range(3):
+        store.put(Record(spec(seed=s), OK, {"fid": float(s)}))
+    assert not (run_dir / "results.sqlite-shm").exists()  # the last writer checkpointed and removed it
+    fids = _read_on_a_read_only_mount(run_dir)
+    if fids is None:
+        if os.geteuid() == 0:
+            pytest.skip("no mount namespace here, and root ignores a read-only directory mode")
+        os.chmod(run_dir, 0o555)  # no -wal/-shm can be created beside the store
+        try:
+            fids = sorted(r.metrics["fid"] for r in ResultsStore(run_dir, create=False).records())
+        finally:
+            os.chmod(run_dir, 0o755)
+    assert fids == [0.0, 1.0, 2.0]

@@ -128,7 +128,7 @@ def test_diffusion_supports_every_diffusion_sampler_with_counted_nfe(diffusion):
     assert model.supported_samplers() == samplers_of_kind("diffusion")
     assert model.sample(SeededNoise.for_run(0, 4), "euler", 5)[1] == 5
     assert model.sample(SeededNoise.for_run(0, 4), "heun", 5)[1] == 9
-    assert model.default_steps("heun") == 18 and model.default_steps("ode") is None
+    assert model.default_steps("heun", model.config) == 18 and model.default_steps("ode", model.config) is None
     # steps are ignored by the adaptive sampler
     a, b = (model.sample(SeededNoise.for_run(0, 4), "ode", s)[0] for s in (None, 7))
     assert torch.equal(a, b)

@@ -1,8 +1,15 @@
 """Dataset protocol and the one image convention used throughout genbench.
 
 Convention: models see images as float32 N x C x H x W in [-1, 1]; feature extractors see
-uint8 N x C x H x W, produced by ``images_to_uint8`` (round(clamp((x + 1) * 127.5, 0, 255)));
-points (toy 2-D data, feature vectors) are float32 N x D.
+uint8 N x C x H x W, produced by ``images_to_uint8``; points (toy 2-D data, feature vectors)
+are float32 N x D.
+
+Two maps take [-1, 1] back to the 256 levels u, the inverses of the two ways data enter [-1, 1]:
+  ``round``: round(clamp((x + 1) * 127.5, 0, 255)), the inverse of the grid x = u / 127.5 - 1
+    (datasets, and models trained on the grid);
+  ``floor``: clamp(floor((x + 1) * 128), 0, 255), the inverse of uniform dequantisation
+    x = (u + U[0, 1)) / 128 - 1 (models trained on dequantised pixels, Theis et al. 2016).
+On the grid both give u back, so ``floor`` is also right for grid values.
 """
 
 from __future__ import annotations
@@ -46,9 +53,27 @@ class Samples:
         return images_to_uint8(self.x)
 
 
-def images_to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Quantise images in [-1, 1] to uint8: round(clamp((x + 1) * 127.5, 0, 255))."""
-    return torch.round(((x.float() + 1.0) * 127.5).clamp(0.0, 255.0)).to(torch.uint8)
+ROUND = "round"  # x = u / 127.5 - 1: the 8-bit grid
+FLOOR = "floor"  # x = (u + U[0, 1)) / 128 - 1: uniformly dequantised pixels
+QUANTISATIONS = (ROUND, FLOOR)
+
+
+def images_to_uint8(x: torch.Tensor, quantisation: str = ROUND) -> torch.Tensor:
+    """Quantise images in [-1, 1] to uint8 by the named map (see the module doc)."""
+    if quantisation == ROUND:
+        return torch.round(((x.float() + 1.0) * 127.5).clamp(0.0, 255.0)).to(torch.uint8)
+    if quantisation == FLOOR:
+        return dequantised_to_uint8(x)
+    raise UsageError(f"unknown image quantisation {quantisation!r}; use one of: {', '.join(QUANTISATIONS)}")
+
+
+def dequantised_to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """The level u of uniformly dequantised pixels x = (u + U[0, 1)) / 128 - 1: clamp(floor((x + 1) * 128), 0, 255).
+
+    In float64, where x + 1 and the product are exact for float32 x, so a value just below a bin
+    edge stays in its bin.
+    """
+    return torch.floor((x.double() + 1.0) * 128.0).clamp(0.0, 255.0).to(torch.uint8)
 
 
 def uint8_to_images(u: torch.Tensor) -> torch.Tensor:

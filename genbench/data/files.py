@@ -81,7 +81,10 @@ def load_input(ref: str, data_root: Path | None = None, *, workers: int | None =
     if path.suffix.lower() in ARRAY_SUFFIXES:
         return load_array_file(path)
     if not path.exists():
-        raise UsageError(f"input {ref!r} does not exist{_dataset_hint(ref)}; give {ACCEPTED_INPUTS}")
+        if _dataset_hint(ref):  # NAME[:SPLIT] without the prefix, as `genbench stats` takes it
+            dataset, split = parse_dataset_ref(ref, default_split="test")
+            return dataset.load(split, data_root)
+        raise UsageError(f"input {ref!r} does not exist; give {ACCEPTED_INPUTS}")
     raise UsageError(f"input {ref!r} is not a folder, an .npz/.npy file or a dataset; give {ACCEPTED_INPUTS}")
 
 

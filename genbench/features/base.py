@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import torch
 
+from genbench.errors import UsageError
 from genbench.registry import Registry
 
 POOL = "pool"
@@ -61,6 +62,16 @@ def build_features(
     family, _, arg = name.partition(":")
     factory = FEATURES.get(family)
     return factory(arg=arg or None, weights=Path(weights) if weights else None, device=torch.device(device))
+
+
+def check_weights_path(path: Path, what: str, fix: str) -> Path:
+    """``path`` when it is a file; else one line saying whether it is a directory or missing, and ``fix``."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory, not a weights file; {fix}")
+    if not path.is_file():
+        raise UsageError(f"{what} {path} does not exist; {fix}")
+    return path
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:

@@ -47,7 +47,7 @@ from torch import nn
 from genbench import cache
 from genbench.data.base import IMAGES, get_dataset, images_to_uint8
 from genbench.errors import RunFailure, UsageError
-from genbench.features.base import FEATURES, LOGITS, POOL, FeatureExtractor
+from genbench.features.base import FEATURES, LOGITS, POOL, FeatureExtractor, check_weights_path
 from genbench.features.nets import check_uint8_images, features_in_batches
 
 FORMAT = "genbench-domain-classifier-v1"
@@ -192,8 +192,7 @@ def load_domain_classifier(dataset: str, weights: Path | str | None = None, devi
 
 
 def _from_file(dataset: str, path: Path, source: str, device, expect: str | None = None) -> DomainFeatures:
-    if not path.is_file():
-        raise UsageError(f"domain classifier file {path} does not exist; pass a .safetensors file from train-features")
+    check_weights_path(path, "domain classifier file", "pass a .safetensors file from train-features")
     blob = path.read_bytes()
     sha = hashlib.sha256(blob).hexdigest()
     if expect is not None and sha != expect:

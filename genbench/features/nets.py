@@ -69,9 +69,9 @@ def locate_weights(spec: PretrainedWeights, weights: Path | str | None) -> tuple
 
 
 def _existing(path: Path, spec: PretrainedWeights, via: str) -> Path:
-    if not path.is_file():
-        raise UsageError(f"{spec.what} file {path} (from {via}) does not exist; pass the path of the .pth file")
-    return path
+    from genbench.features.base import check_weights_path
+
+    return check_weights_path(path, f"{spec.what} file (from {via})", "pass the path of the .pth file")
 
 
 def missing_weights_error(spec: PretrainedWeights, cause: str) -> UsageError:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from genbench.errors import UsageError
 from genbench.registry import Registry
 
 
@@ -22,6 +23,10 @@ class MetricKey:
     key: str
     higher_is_better: bool
     description: str = ""
+    # the interval is for the population value (n -> infinity) and is centred on the estimate
+    # less its estimated O(1/n) bias (FID); otherwise it covers the expectation at the n used
+    bias_corrected: bool = False
+    bounds: tuple[float | None, float | None] = (None, None)  # the value's range; intervals are clipped to it
 
 
 @dataclass(frozen=True)
@@ -37,13 +42,23 @@ class MetricOptions:
     seed: int = 2020
     prc_k: int = 3
     dc_k: int = 5
-    bootstrap: int = 0  # number of bootstrap resamples of the generated set (0: no CI)
+    bootstrap: int = 0  # half-sampling replicates for confidence intervals (0: none); see bootstrap.py
     ci_level: float = 0.95
     fd_inf_points: int = 15  # number of n values for FD-infinity
     mode_min_share: float = 0.008  # a mode is captured with >= this share of samples (PacGAN: 20 of 2,500)
     mode_radius_stds: float = 3.0  # high quality: within this many standard deviations of a mode (VEEGAN)
     device: str = "cpu"
     chunk_size: int = 10_000  # rows per block in k-NN distance computations
+    # precision/recall/density/coverage on min(n1, n2) samples of each set, the larger set
+    # subsampled without replacement (seeded with ``seed``): coverage and recall grow with n1
+    knn_equal_n: bool = True
+    # a metric undefined at these sizes (fd_inf with too few samples): "raise" a UsageError, or
+    # "warn" (suites): leave its keys out of the result and say why in the warnings
+    on_undefined: str = "raise"
+
+
+class UndefinedMetric(UsageError):
+    """A metric that these inputs cannot define (too few samples for its estimator); one line naming what is needed."""
 
 
 @dataclass
@@ -67,10 +82,10 @@ LABELS = "labels"  # [N] int64: the class each generated sample was asked for / 
 MODE_CENTRES = "mode_centres"  # reference only, [K, D]: centres of a Gaussian-mixture dataset's modes
 MODE_STD = "mode_std"  # reference only, [1]: their common (isotropic) standard deviation
 EXTRA_KEYS = frozenset({LABELS, MODE_CENTRES, MODE_STD})
+PER_SAMPLE_EXTRAS = frozenset({LABELS})  # one row per sample: sliced with their set (halves, equal-n subsamples)
 
 # Reserved entries of a compute function's info dict, which evaluate_features moves elsewhere:
 INFO_WARNINGS = "warnings"  # list[str] -> MetricResult.warnings
-INFO_REPLICATES = "replicates"  # {key: [B] bootstrap replicate values} -> MetricResult.ci
 
 
 @dataclass(frozen=True)
@@ -87,26 +102,42 @@ class Metric:
     compute_from_stats: StatsComputeFn | None = None
     default: bool = True  # part of "all that the features allow" (fd_inf is opt-in)
     extras: tuple[str, ...] = ()  # non-feature entries it reads, "fake.<key>" or "real.<key>" (EXTRA_KEYS)
+    # half-sampling replicates for intervals: None leaves the metric without one (fd_inf);
+    # ``replicate``/``replicate_from_stats`` default to compute/compute_from_stats and may be a
+    # faster computation of the same values
+    intervals: bool = True
+    replicate: ComputeFn | None = None
+    replicate_from_stats: StatsComputeFn | None = None
+    equal_n: bool = False  # a k-NN metric, evaluated at equal n when options.knn_equal_n
 
 
 METRICS: Registry[Metric] = Registry("metric", package="genbench.metrics")
 KEYS: dict[str, MetricKey] = {}
 
 
-def register_key(key: str, higher_is_better: bool, description: str = "") -> MetricKey:
-    mk = MetricKey(key, higher_is_better, description)
+def register_key(
+    key: str,
+    higher_is_better: bool,
+    description: str = "",
+    bias_corrected: bool = False,
+    bounds: tuple[float | None, float | None] = (None, None),
+) -> MetricKey:
+    mk = MetricKey(key, higher_is_better, description, bias_corrected, bounds)
     if key in KEYS and KEYS[key] != mk:
         raise ValueError(f"metric key {key!r} is registered twice with different meanings")
     KEYS[key] = mk
     return mk
 
 
-def register_group(group: str, keys: tuple[MetricKey, ...], compute: ComputeFn, needs: str = "pool",
-                   extras: tuple[str, ...] = ()) -> None:
+def register_group(
+    group: str, keys: tuple[MetricKey, ...], compute: ComputeFn, needs: str = "pool", equal_n: bool = False,
+    extras: tuple[str, ...] = (),
+) -> None:
     """One metric per key (named as the key), all computed by one call of ``compute`` per evaluation."""
     for mk in keys:
         METRICS.register(mk.key, Metric(name=mk.key, keys=(mk.key,), needs=needs, needs_reference=True,
-                                        compute=compute, group=group, description=mk.description, extras=extras))
+                                        compute=compute, group=group, description=mk.description,
+                                        equal_n=equal_n, extras=extras))
 
 
 def metric_key(key: str) -> MetricKey | None:

@@ -21,13 +21,11 @@ import torch
 
 from genbench.errors import UsageError
 from genbench.metrics.base import (
-    INFO_REPLICATES,
     INFO_WARNINGS,
     MetricOptions,
     register_group,
     register_key,
 )
-from genbench.metrics.bootstrap import iter_resample_indices
 from genbench.metrics.fid import (
     features_to_statistics,
     fid_with_reference_sqrt,
@@ -35,8 +33,10 @@ from genbench.metrics.fid import (
     symmetric_sqrt,
 )
 
-INTRA_FID = register_key("intra_fid", False, "FID per class averaged over classes (Miyato & Koyama 2018)")
-CLASS_CONSISTENCY = register_key("class_consistency", True, "share of samples the classifier assigns to the class asked for")
+INTRA_FID = register_key("intra_fid", False, "FID per class averaged over classes (Miyato & Koyama 2018)",
+                         bias_corrected=True, bounds=(0.0, None))
+CLASS_CONSISTENCY = register_key("class_consistency", True, "share of samples the classifier assigns to the class asked for",
+                                 bounds=(0.0, 1.0))
 FAKE_LABELS, REAL_LABELS = "fake.labels", "real.labels"
 LOW_REFERENCE_ACCURACY = 0.5
 
@@ -79,14 +79,6 @@ def intra_fid_compute(fake, real, options: MetricOptions, extras: dict) -> tuple
     smallest_real = min(int((real_labels == c).sum()) for c in classes)
     info: dict = {"intra_fid_classes": len(classes), "intra_fid_per_class": {str(c): v for c, v in per_class.items()},
                   INFO_WARNINGS: rank_warning(smallest_fake, smallest_real, fake.shape[1], "intra-FID (per class)")}
-    if options.bootstrap:
-        replicates = []
-        for index in iter_resample_indices(len(fake), options, fake.device):
-            fb, lb = fake[index], fake_labels[index]
-            if min(int((lb == c).sum()) for c in classes) < 2:
-                continue
-            replicates.append(intra_fid_of(fb, lb, reference)[0])
-        info[INFO_REPLICATES] = {INTRA_FID.key: torch.tensor(replicates, dtype=torch.float64)}
     return {INTRA_FID.key: value}, info
 
 
@@ -110,9 +102,6 @@ def class_consistency_compute(fake, real, options: MetricOptions, extras: dict) 
             info[INFO_WARNINGS].append(
                 f"class_consistency: the feature extractor's classifier labels only {reference:.1%} of the reference "
                 "images correctly, so it is not a classifier of this dataset's classes; use domain:<dataset> features.")
-    if options.bootstrap:
-        replicates = [float(hits[index].mean()) for index in iter_resample_indices(len(hits), options, hits.device)]
-        info[INFO_REPLICATES] = {CLASS_CONSISTENCY.key: torch.tensor(replicates, dtype=torch.float64)}
     return {CLASS_CONSISTENCY.key: float(hits.mean())}, info
 
 

@@ -14,15 +14,13 @@ import torch
 
 from genbench.errors import UsageError
 from genbench.metrics.base import (
-    INFO_REPLICATES,
     METRICS,
     Metric,
     MetricOptions,
     register_key,
 )
-from genbench.metrics.bootstrap import iter_resample_indices
 
-IS_MEAN = register_key("is_mean", True, "Inception Score, mean over splits (Salimans et al. 2016)")
+IS_MEAN = register_key("is_mean", True, "Inception Score, mean over splits (Salimans et al. 2016)", bounds=(1.0, None))
 IS_STD = register_key("is_std", False, "Inception Score, standard deviation over splits")
 
 
@@ -63,24 +61,10 @@ def isc_features_to_metric(logits: torch.Tensor, options: MetricOptions) -> dict
     return {IS_MEAN.key: float(scores.mean()), IS_STD.key: float(scores.std(correction=0))}
 
 
-def is_replicates(logits: torch.Tensor, options: MetricOptions) -> torch.Tensor:
-    """IS mean of each bootstrap resample (shuffled and split like the original): [B]."""
-    p, log_p = logits_to_probabilities(logits)  # row-wise, so resampling rows commutes
-    order = shuffle_order(len(logits), options.seed).to(logits.device)
-    values = []
-    for index in iter_resample_indices(len(logits), options, logits.device):
-        rows = index[order]
-        values.append(split_scores(p[rows], log_p[rows], options.is_splits).mean())
-    return torch.stack(values).cpu()
-
-
 def is_compute(
     logits: torch.Tensor, real: torch.Tensor | None, options: MetricOptions
 ) -> tuple[dict[str, float], dict]:
-    info: dict = {"is_splits": options.is_splits}
-    if options.bootstrap:
-        info[INFO_REPLICATES] = {IS_MEAN.key: is_replicates(logits, options)}
-    return isc_features_to_metric(logits, options), info
+    return isc_features_to_metric(logits, options), {"is_splits": options.is_splits}
 
 
 METRICS.register(

@@ -9,7 +9,7 @@ exactly as torch-fidelity 0.4.0 draws them (numpy ``RandomState(seed)``, for eac
 Two equivalent ways to get the per-subset kernel sums: ``pair_sums_direct`` builds each
 m x m kernel (cost ~ subsets * m^2 * d); ``pair_sums_gram`` writes each subset as a count
 vector c and sums c^T K c over blocks of the full kernel matrix (cost ~ n^2 * d, once for all
-subsets and bootstrap replicates). The cheaper one is chosen from their flop counts.
+subsets). The cheaper one is chosen from their flop counts.
 """
 
 from __future__ import annotations
@@ -22,16 +22,17 @@ import torch
 
 from genbench.errors import UsageError
 from genbench.metrics.base import (
-    INFO_REPLICATES,
     INFO_WARNINGS,
     METRICS,
     Metric,
     MetricOptions,
     register_key,
 )
-from genbench.metrics.bootstrap import iter_resample_indices
 
-KID_MEAN = register_key("kid_mean", False, "Kernel Inception Distance, mean over subsets (Bińkowski et al. 2018)")
+# the estimate may be negative (it is unbiased), the population MMD^2 is not: intervals start at 0
+KID_MEAN = register_key(
+    "kid_mean", False, "Kernel Inception Distance, mean over subsets (Bińkowski et al. 2018)", bounds=(0.0, None)
+)
 KID_STD = register_key("kid_std", False, "Kernel Inception Distance, standard deviation over subsets")
 
 PairSums = Callable[..., torch.Tensor]
@@ -106,24 +107,16 @@ def pair_sums_gram(x, y, rows_x, rows_y, options, same: bool) -> torch.Tensor:
     return total
 
 
-def choose_pair_sums(n1: int, n2: int, dim: int, m: int, replicates: int, options: MetricOptions) -> PairSums:
+def choose_pair_sums(n1: int, n2: int, dim: int, m: int, options: MetricOptions) -> PairSums:
     """The cheaper of the direct and the Gram computation, from their flop counts (in units of 2 dim)."""
     subsets = options.kid_subsets
-    s_all = subsets * (1 + replicates)
-    # direct: one m x m kernel per subset for x-x and x-y, per reference subset for y-y
-    direct = m * m * (2 * s_all + subsets)
-    # gram: kernel blocks once per pass over the subsets (half of x-x and y-y by symmetry) ...
-    passes = 1 + math.ceil(subsets * replicates / replicate_rows(n1, n2, subsets, options))
-    kernel = (n1 * n1 / 2 + n1 * n2) * passes + n2 * n2 / 2
+    # direct: one m x m kernel per subset for x-x, x-y and y-y
+    direct = m * m * 3 * subsets
+    # gram: the kernel blocks once (half of x-x and y-y by symmetry) ...
+    kernel = n1 * n1 / 2 + n1 * n2 + n2 * n2 / 2
     # ... plus the count-vector products, 2 S per kernel entry
-    counts = (s_all * (n1 * n1 / 2 + n1 * n2) + subsets * n2 * n2 / 2) / dim
+    counts = subsets * kernel / dim
     return pair_sums_gram if kernel + counts < direct else pair_sums_direct
-
-
-def replicate_rows(n1: int, n2: int, subsets: int, options: MetricOptions) -> int:
-    """Subset rows per pass over replicates, so that count matrices stay within chunk_size^2 entries."""
-    per_group = max(1, options.chunk_size * options.chunk_size // (max(n1, n2) * subsets))
-    return per_group * subsets
 
 
 def mmd2_unbiased(xx: torch.Tensor, yy: torch.Tensor, xy: torch.Tensor, m: int) -> torch.Tensor:
@@ -138,26 +131,6 @@ def subset_mmd2(x, y, rows_x, rows_y, yy, pair_sums: PairSums, options) -> torch
     return mmd2_unbiased(xx, yy, xy, rows_x.shape[1])
 
 
-def kid_replicates(x, y, rows_x, rows_y, yy, pair_sums: PairSums, options) -> torch.Tensor:
-    """KID mean of each bootstrap resample of x (the subsets index into the resample): [B]."""
-    per_group = replicate_rows(len(x), len(y), rows_x.shape[0], options) // rows_x.shape[0]
-    means, group = [], []
-    for index in iter_resample_indices(len(x), options):
-        group.append(index[rows_x])  # resample positions -> original rows, [S, m]
-        if len(group) == per_group:
-            means.append(_group_means(x, y, group, rows_y, yy, pair_sums, options))
-            group = []
-    if group:
-        means.append(_group_means(x, y, group, rows_y, yy, pair_sums, options))
-    return torch.cat(means)
-
-
-def _group_means(x, y, group, rows_y, yy, pair_sums, options) -> torch.Tensor:
-    rows = torch.cat(group)  # [G * S, m]
-    mmd = subset_mmd2(x, y, rows, rows_y.repeat(len(group), 1), yy.repeat(len(group)), pair_sums, options)
-    return mmd.view(len(group), -1).mean(dim=1)  # [G]
-
-
 def kid_features_to_metric(
     fake: torch.Tensor, real: torch.Tensor, options: MetricOptions
 ) -> tuple[dict[str, float], dict]:
@@ -166,8 +139,7 @@ def kid_features_to_metric(
     n1, n2 = len(x), len(y)
     m = kid_subset_size(n1, n2, options)
     rows_x, rows_y = kid_subset_indices(n1, n2, options.kid_subsets, m, options.seed)
-    pair_sums = choose_pair_sums(n1, n2, x.shape[1], m, options.bootstrap, options)
-    # the reference subsets never change, so their sums serve every replicate
+    pair_sums = choose_pair_sums(n1, n2, x.shape[1], m, options)
     yy = pair_sums(y, y, rows_y, rows_y, options, same=True)
     mmd = subset_mmd2(x, y, rows_x, rows_y, yy, pair_sums, options)  # [subsets]
     values = {KID_MEAN.key: float(mmd.mean()), KID_STD.key: float(mmd.std(correction=0))}
@@ -184,8 +156,6 @@ def kid_features_to_metric(
         if m < options.kid_subset_size
         else []
     )
-    if options.bootstrap:
-        info[INFO_REPLICATES] = {KID_MEAN.key: kid_replicates(x, y, rows_x, rows_y, yy, pair_sums, options)}
     return values, info
 
 

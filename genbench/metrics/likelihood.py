@@ -21,10 +21,17 @@ CONVENTION = "bits/dim: 8-bit data, uniform dequantisation, -log p / (D ln 2) + 
 
 
 def dequantise(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Images in [-1, 1] -> uint8 -> (u + U[0,1)) / 128 - 1, uniform dequantisation in model space."""
+    """Images in [-1, 1] -> uint8 u -> (u + U[0,1)) / 128 - 1, uniform dequantisation in model space.
+
+    float32 output, kept inside its bin [u / 128 - 1, (u + 1) / 128 - 1): rounding to float32 could
+    otherwise land on the upper edge, so ``dequantised_to_uint8`` (floor) returns u exactly.
+    """
     u = images_to_uint8(x).double()
     noise = torch.rand(u.shape, generator=generator, dtype=torch.float64)
-    return ((u + noise) / 128.0 - 1.0).float()
+    y = ((u + noise) / 128.0 - 1.0).float()
+    # the bin's upper edge (u + 1) / 128 - 1 is exact in float32; stay one ulp below it
+    upper = ((u + 1.0) / 128.0 - 1.0).float()
+    return torch.minimum(y, torch.nextafter(upper, torch.full_like(upper, -2.0)))
 
 
 def bits_per_dim(log_likelihood: torch.Tensor, dims: int, discrete: bool = False) -> float:

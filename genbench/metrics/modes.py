@@ -22,13 +22,14 @@ import math
 
 import torch
 
-from genbench.metrics.base import INFO_REPLICATES, MetricOptions, register_group, register_key
-from genbench.metrics.bootstrap import iter_resample_indices, resample_counts
 from genbench.errors import UsageError
+from genbench.metrics.base import MetricOptions, register_group, register_key
 
-MODES_CAPTURED = register_key("modes_captured", True, "modes holding >= 0.8% high-quality samples (PacGAN)")
-HIGH_QUALITY = register_key("high_quality", True, "share of samples within 3 std of a mode (VEEGAN)")
-MODE_KL = register_key("mode_kl", False, "KL of the high-quality samples' mode distribution to uniform (PacGAN)")
+MODES_CAPTURED = register_key("modes_captured", True, "modes holding >= 0.8% high-quality samples (PacGAN)",
+                              bounds=(0.0, None))
+HIGH_QUALITY = register_key("high_quality", True, "share of samples within 3 std of a mode (VEEGAN)", bounds=(0.0, 1.0))
+MODE_KL = register_key("mode_kl", False, "KL of the high-quality samples' mode distribution to uniform (PacGAN)",
+                       bounds=(0.0, None))
 KEYS = (MODES_CAPTURED, HIGH_QUALITY, MODE_KL)
 CENTRES, STD = "real.mode_centres", "real.mode_std"
 
@@ -59,16 +60,9 @@ def modes_compute(fake: torch.Tensor, real, options: MetricOptions, extras: dict
     centres, std = extras[CENTRES], float(extras[STD].reshape(-1)[0])
     nearest, good = assign_to_modes(fake, centres, std, options.mode_radius_stds)
     k, n = len(centres), len(fake)
-
-    def counts_of(weights: torch.Tensor) -> torch.Tensor:
-        return torch.bincount(nearest, weights=weights.double() * good.double(), minlength=k)
-
-    values = mode_scores(counts_of(torch.ones(n, device=fake.device)), n, options.mode_min_share)
+    counts = torch.bincount(nearest[good], minlength=k)  # high-quality samples per mode [K]
+    values = mode_scores(counts, n, options.mode_min_share)
     info: dict = {"modes_total": k, "mode_radius_stds": options.mode_radius_stds, "mode_min_share": options.mode_min_share}
-    if options.bootstrap:
-        reps = [mode_scores(counts_of(resample_counts(i, n)), n, options.mode_min_share)
-                for i in iter_resample_indices(n, options, fake.device)]
-        info[INFO_REPLICATES] = {key.key: torch.tensor([r[key.key] for r in reps], dtype=torch.float64) for key in KEYS}
     return values, info
 
 

@@ -6,7 +6,7 @@ block grid torch-fidelity 0.4.0 uses (``split(chunk)`` of each set; the referenc
 first argument in the cross distances), so every distance, and hence every tie, is bit-for-bit
 the one torch-fidelity sees at the default chunk size. Density/coverage compute them as prdc
 does through scikit-learn (float64 squared distances rounded to the features' dtype). What is kept between blocks is O(N * k): running k smallest
-distances, ball counts, and (for the bootstrap) the few (real, fake) pairs near a ball's edge.
+distances and ball counts.
 
 Balls follow Kynkäänniemi et al. 2019: the ball of a sample has the distance to its k-th
 nearest neighbour as radius, the (k+1)-th smallest distance counting the sample itself, and a
@@ -15,15 +15,13 @@ point lies in a ball when its distance is <= the radius.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
 
 from genbench.errors import UsageError
-
-# pairs kept for the bootstrap, per sample of both sets, before falling back to fresh passes
-MAX_PAIRS_PER_SAMPLE = 64
-
 
 def block_distances(a: torch.Tensor, b: torch.Tensor, upcast: bool = False) -> torch.Tensor:
     """Euclidean distances of one block: a [A, D], b [B, D] -> [A, B]. Every distance goes through here.
@@ -53,13 +51,16 @@ def check_neighbourhood(n: int, k: int, what: str) -> None:
         raise UsageError(f"{what} needs more than k={k} samples per set (got {n}); generate more samples or lower k.")
 
 
-def nearest_distances(x: torch.Tensor, m: int, chunk: int, upcast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_distances(
+    x: torch.Tensor, m: int, chunk: int, upcast: bool = False, rows: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The m smallest distances of each row of x to all rows of x, itself included, ascending.
 
-    x [N, D] -> (distances [N, m], indices [N, m]); blocks of chunk x chunk.
+    x [N, D] -> (distances [N, m], indices [N, m]); blocks of chunk x chunk. ``rows`` [R]: only
+    those rows (-> [R, m]).
     """
     values, indices = [], []
-    for a in x.split(chunk):
+    for a in (x if rows is None else x[rows]).split(chunk):
         best_d = best_i = None
         for j0 in range(0, len(x), chunk):
             d = block_distances(a, x[j0 : j0 + chunk], upcast)  # [bi, bj]
@@ -67,7 +68,8 @@ def nearest_distances(x: torch.Tensor, m: int, chunk: int, upcast: bool = False)
             if best_d is not None:
                 # merge the running m smallest with this block's
                 top_d, top_i = torch.cat([best_d, top_d], 1), torch.cat([best_i, top_i + j0], 1)
-                top_d, order = top_d.topk(m, dim=1, largest=False)
+                # blocks narrower than m (chunk < m) keep fewer than m so far: never ask for more
+                top_d, order = top_d.topk(min(m, top_d.shape[1]), dim=1, largest=False)
                 top_i = top_i.gather(1, order)
             best_d, best_i = top_d, top_i
         values.append(best_d)
@@ -80,6 +82,83 @@ def kth_nearest_distance(x: torch.Tensor, k: int, chunk: int, upcast: bool = Fal
     return nearest_distances(x, k + 1, chunk, upcast)[0][:, k]
 
 
+# -- one reference search for precision/recall and density/coverage -----------------------------
+
+# candidates kept beyond the k + 1 nearest, so that the re-ranking by the other distance
+# computation (float64, as prdc) almost never needs a fresh search
+EXTRA_CANDIDATES = 8
+_shared: ContextVar[dict | None] = ContextVar("genbench_shared_knn", default=None)
+
+
+@contextmanager
+def shared_searches(m: int):
+    """Within the block, ``reference_radius`` of one set searches its neighbours once (m of them
+    and EXTRA_CANDIDATES more) and serves every k < m from that search; m = 0 shares nothing."""
+    token = _shared.set({"m": m, "found": {}} if m else None)
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
+def reference_radius(x: torch.Tensor, k: int, chunk: int, upcast: bool = False) -> torch.Tensor:
+    """``kth_nearest_distance(x, k, chunk, upcast)``, from the shared search when one is open.
+
+    The search uses the default (cdist) distances, so the radii without ``upcast`` are exactly
+    those of a search of k + 1; with ``upcast`` the candidates are re-ranked by the float64
+    distances, and rows where a sample outside the candidates could be nearer (its cdist distance
+    is certified only to within cdist's round-off bound) are searched again.
+    """
+    state = _shared.get()
+    if state is None or k + 1 > state["m"]:
+        return kth_nearest_distance(x, k, chunk, upcast)
+    key = (id(x), chunk)
+    if key not in state["found"]:
+        # keep x alive with its search, so that its id is not reused by another tensor
+        state["found"][key] = (x, nearest_distances(x, min(len(x), state["m"] + EXTRA_CANDIDATES), chunk))
+    _, (d, i) = state["found"][key]
+    if not upcast:
+        return d[:, k]
+    return reranked_radius(x, d, i, k, chunk)
+
+
+def candidate_distances(x: torch.Tensor, i: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Upcast distances (as ``block_distances(upcast=True)``) of each row of x to its candidates x[i]: [N, L]."""
+    out = torch.empty(i.shape, dtype=x.dtype, device=x.device)
+    rows = max(1, chunk * chunk // max(1, i.shape[1] * x.shape[1]))  # [rows, L, D] within chunk^2 * D entries
+    for r0 in range(0, len(x), rows):
+        a64 = x[r0 : r0 + rows].to(torch.float64)  # [r, D]
+        b64 = x[i[r0 : r0 + rows]].to(torch.float64)  # [r, L, D]
+        d2 = (b64 @ a64[:, :, None])[..., 0].mul_(-2).add_((a64 * a64).sum(dim=1)[:, None]).add_((b64 * b64).sum(dim=2))
+        d2.clamp_min_(0).copy_(d2.to(x.dtype))
+        out[r0 : r0 + rows] = d2.sqrt_().to(x.dtype)
+    return out
+
+
+def cdist_error_bound(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """A bound [N] on |cdist^2 - true distance^2| from each row of x to any row: the dot-product
+    bound gamma_D (|a| + |b|)^2 (Higham 2002, ch. 3), doubled, plus the final rounding."""
+    u = torch.finfo(x.dtype).eps / 2
+    norms = x.to(torch.float64).norm(dim=1)  # [N]
+    gamma = 2 * (x.shape[1] + 8) * u
+    return gamma * (norms + norms.max()) ** 2 + 4 * u * d.to(torch.float64) ** 2
+
+
+def reranked_radius(x: torch.Tensor, d: torch.Tensor, i: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """Radii [N] by the upcast distances, from the cdist search's candidates (d, i [N, L])."""
+    up = candidate_distances(x, i, chunk).sort(dim=1).values  # [N, L]
+    radius = up[:, k].clone()
+    if i.shape[1] == len(x):
+        return radius  # every sample is a candidate
+    # any sample outside the candidates is at cdist distance >= d[:, -1]: its true squared
+    # distance is at least d[:, -1]^2 - bound, and its upcast one not below that (less float32 rounding)
+    floor = (d[:, -1].to(torch.float64) ** 2 - cdist_error_bound(x, d[:, -1])) * (1 - 4 * torch.finfo(x.dtype).eps)
+    unsure = (radius.to(torch.float64) ** 2 > floor).nonzero()[:, 0]
+    if len(unsure):
+        radius[unsure] = nearest_distances(x, k + 1, chunk, upcast=True, rows=unsure)[0][:, k]
+    return radius
+
+
 @dataclass
 class CrossBalls:
     """What one pass over the reference x generated distances finds out about the balls."""
@@ -87,7 +166,6 @@ class CrossBalls:
     real_balls_per_fake: torch.Tensor | None  # [n_fake] long: real balls containing each generated sample
     real_ball_occupied: torch.Tensor | None  # [n_real] bool: real ball j contains some generated sample
     in_fake_balls: torch.Tensor | None  # [n_real] bool: real sample j lies in some generated ball
-    pairs: tuple[torch.Tensor, ...] | None  # (j, i, d) kept for the bootstrap; None if not asked or overflowed
 
 
 def cross_balls(
@@ -96,24 +174,13 @@ def cross_balls(
     real_radius: torch.Tensor | None,
     chunk: int,
     fake_radius: torch.Tensor | None = None,
-    fake_pair_bound: torch.Tensor | None = None,
-    real_pair_bound: torch.Tensor | None = None,
-    max_pairs: int | None = None,
     upcast: bool = False,
 ) -> CrossBalls:
-    """Ball memberships between real [n2, D] and fake [n1, D], chunk x chunk blocks at a time.
-
-    With a bound per generated sample (``fake_pair_bound`` [n1]) or per real sample
-    (``real_pair_bound`` [n2]), the pairs (j, i, d) with d <= bound are kept, up to
-    ``max_pairs`` (beyond that ``pairs`` is None).
-    """
+    """Ball memberships between real [n2, D] and fake [n1, D], chunk x chunk blocks at a time."""
     n1, n2 = len(fake), len(real)
     per_fake = torch.zeros(n1, dtype=torch.long, device=fake.device) if real_radius is not None else None
     occupied = torch.zeros(n2, dtype=torch.bool, device=fake.device) if real_radius is not None else None
     in_fake = torch.zeros(n2, dtype=torch.bool, device=fake.device) if fake_radius is not None else None
-    want_pairs = fake_pair_bound is not None or real_pair_bound is not None
-    pairs: list | None = [] if want_pairs else None
-    kept = 0
     for j0 in range(0, n2, chunk):
         for i0 in range(0, n1, chunk):
             d = block_distances(real[j0 : j0 + chunk], fake[i0 : i0 + chunk], upcast)  # [bj, bi]
@@ -123,44 +190,4 @@ def cross_balls(
                 occupied[j0 : j0 + chunk] |= inside_real.any(dim=1)
             if in_fake is not None:
                 in_fake[j0 : j0 + chunk] |= (d <= fake_radius[None, i0 : i0 + chunk]).any(dim=1)
-            if pairs is not None:
-                bound = (
-                    fake_pair_bound[None, i0 : i0 + chunk]
-                    if fake_pair_bound is not None
-                    else real_pair_bound[j0 : j0 + chunk, None]
-                )
-                block = _pairs_within(d, bound, j0, i0)
-                kept += len(block[0])
-                pairs = None if max_pairs is not None and kept > max_pairs else pairs + [block]
-    if pairs is not None:
-        pairs = tuple(torch.cat(p) for p in zip(*pairs)) if pairs else _no_pairs(fake)
-    return CrossBalls(per_fake, occupied, in_fake, pairs)
-
-
-def _pairs_within(d: torch.Tensor, bound: torch.Tensor, j0: int, i0: int) -> tuple[torch.Tensor, ...]:
-    """(j, i, d) of a block's entries d [bj, bi] with d <= bound ([1, bi] or [bj, 1])."""
-    j, i = (d <= bound).nonzero(as_tuple=True)
-    return j + j0, i + i0, d[j, i]
-
-
-def _no_pairs(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    empty = torch.zeros(0, dtype=torch.long, device=x.device)
-    return empty, empty, torch.zeros(0, dtype=x.dtype, device=x.device)
-
-
-def resampled_radii(
-    neighbour_d: torch.Tensor, neighbour_i: torch.Tensor, counts: torch.Tensor, k: int
-) -> tuple[torch.Tensor, bool]:
-    """Ball radii [N] within a resample, from each sample's nearest neighbours in the full set.
-
-    neighbour_d, neighbour_i [N, L] ascending; counts [N] multiplicities in the resample. The
-    (k+1)-th smallest distance in the resample is where the cumulative multiplicity along the
-    sorted neighbours reaches k + 1. Returns (radii, resolved): resolved is False when some
-    resampled sample needs more than L neighbours.
-    """
-    # cumulative multiplicity along each sorted neighbour list: [N, L]
-    cumulative = counts[neighbour_i].cumsum(dim=1)
-    reached = cumulative >= k + 1
-    position = reached.to(torch.uint8).argmax(dim=1, keepdim=True)  # first True: [N, 1]
-    resolved = bool((reached[:, -1] | (counts == 0)).all())
-    return neighbour_d.gather(1, position)[:, 0], resolved
+    return CrossBalls(per_fake, occupied, in_fake)

@@ -9,9 +9,10 @@ Conditionals:
   points: a K-component Gaussian mixture per dimension (a continuous density, nats);
   images: a K-component discretised logistic mixture over the 256 pixel values
     (Salimans et al. 2017, PixelCNN++, eq. 2) -- an exact discrete likelihood P(k).
-    ``log_likelihood`` returns log P(k) + D ln 128, the log-density of the uniformly
-    dequantised pixels on the [-1, 1] scale (256 bins of width 2/256), so
-    bits/dim = -ll / (D ln 2) + 7 = -log2 P(k) / D exactly.
+    ``log_likelihood`` takes uniformly dequantised pixels x = (k + U[0, 1)) / 128 - 1 (as the
+    runner sends them), recovers k = floor((x + 1) * 128), and returns log P(k) + D ln 128, the
+    log-density of the dequantised pixels on the [-1, 1] scale (256 bins of width 2/256), so
+    bits/dim = -ll / (D ln 2) + 7 = -log2 P(k) / D exactly, whatever the dequantisation noise.
 
 Sampling is sequential: D network passes (NFE = D), each fixing one more coordinate.
 """
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.data.base import IMAGES, Samples, images_to_uint8, uint8_to_images
+from genbench.data.base import IMAGES, ROUND, Samples, dequantised_to_uint8, images_to_uint8, uint8_to_images
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.training import init_parameters, train_with_adam
@@ -110,8 +111,17 @@ def discretised_logistic_log_prob(params: torch.Tensor, x: torch.Tensor) -> torc
 
 
 def snap_to_8bit_grid(x: torch.Tensor) -> torch.Tensor:
-    """Values in [-1, 1] -> the nearest of the 256 levels k / 127.5 - 1 (the ``images_to_uint8`` grid)."""
+    """Values in [-1, 1] -> the nearest of the 256 levels k / 127.5 - 1 (the ``images_to_uint8`` grid).
+
+    The bins of ``discretised_logistic_log_prob`` are centred on these levels, so this is the map
+    for a draw from a conditional and for data already on the grid, not for dequantised pixels.
+    """
     return uint8_to_images(images_to_uint8(x)).to(x.dtype)
+
+
+def dequantised_to_grid(x: torch.Tensor) -> torch.Tensor:
+    """Dequantised pixels (k + U[0, 1)) / 128 - 1 -> their level on the grid, k / 127.5 - 1 (k = floor((x + 1) * 128))."""
+    return uint8_to_images(dequantised_to_uint8(x)).to(x.dtype)
 
 
 def pick_component(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -138,6 +148,7 @@ class Autoregressive(GenerativeModel):
     """MADE over flattened data with Gaussian-mixture (points) or discretised-logistic (images) conditionals."""
 
     family = "autoregressive"
+    sample_quantisation = ROUND  # samples are grid levels (bins centred on u / 127.5 - 1)
     likelihood_kind = "exact"
 
     def __init__(self, data_shape, modality, num_classes=None, hidden: int = 256, depth: int = 2,
@@ -156,7 +167,7 @@ class Autoregressive(GenerativeModel):
         return gaussian_mixture_log_prob(params, flat)
 
     def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) [B] in nats: the density (points) or log P(k) (images)."""
+        """log p(x) [B] in nats: the density (points) or log P(k) (images on the 8-bit grid)."""
         flat = x.reshape(x.shape[0], -1).to(self.device)
         if self.modality == IMAGES:
             flat = snap_to_8bit_grid(flat)
@@ -174,10 +185,12 @@ class Autoregressive(GenerativeModel):
         return train_with_adam(self, nll, x, budget, generator, progress)
 
     @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log-likelihood in nats per example (images: log P(k) + D ln 128, see the module doc)."""
-        ll = self._log_prob(x)
-        return ll + self.d * math.log(128.0) if self.modality == IMAGES else ll
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
+        """Exact log-likelihood in nats per example (images, dequantised: log P(k) + D ln 128, see the module doc)."""
+        if self.modality != IMAGES:
+            return self._log_prob(x)
+        # the level k of each dequantised pixel, then log P(k) + D ln 128
+        return self._log_prob(dequantised_to_grid(x)) + self.d * math.log(128.0)
 
     @torch.no_grad()
     def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:

@@ -8,7 +8,9 @@ A family is one ``GenerativeModel`` subclass registered in its own module::
 Contract (tested for every registered family in tests/test_model_contract.py):
   fit(data, budget, generator, progress)  -> train report (dict of floats)
   sample(noise, sampler, steps)            -> (samples in data space, NFE per sample)
-  log_likelihood(x)                        -> nats per example (kind in ``likelihood_kind``)
+  log_likelihood(x, noise)                 -> nats per example (kind in ``likelihood_kind``)
+  default_steps(sampler, config)           -> steps when a suite names none (may read the recipe's config)
+  sample_quantisation                      -> how image samples go back to 8 bits: "round" or "floor"
 A class-conditional family sets ``conditional = True``: it trains on the dataset's labels and
 samples sample i of ``noise`` from class ``noise.labels[i]`` (``class_labels``); the runner asks
 for balanced labels (``seeding.balanced_labels``) and keeps them with the samples for the
@@ -25,6 +27,7 @@ from __future__ import annotations
 import inspect
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -32,7 +35,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-from genbench.data.base import Samples
+from genbench.data.base import ROUND, Samples
 from genbench.errors import UsageError
 from genbench.registry import Registry
 from genbench.seeding import SeededNoise
@@ -69,6 +72,12 @@ class GenerativeModel(nn.Module, ABC):
     likelihood_kind: ClassVar[str | None] = None  # "exact", "elbo", "iwae-<k>", "vlb", "ode" or None
     modalities: ClassVar[tuple[str, ...]] = ("points", "images")
     conditional: ClassVar[bool] = False  # samples one given class per sample (noise.labels)
+    # How the runner maps image samples in [-1, 1] back to 8-bit levels for the feature extractors
+    # (``genbench.data.base.images_to_uint8``): the inverse of the map that made the training data.
+    # "round" for a family trained on the grid u / 127.5 - 1; "floor" for one trained on uniformly
+    # dequantised pixels (u + U) / 128 - 1, whose samples fill the bins [u, u + 1) / 128 - 1.
+    # A family whose config switches dequantisation overrides this with a property that reads it.
+    sample_quantisation: ClassVar[str] = ROUND
 
     def __init__(self, data_shape: tuple[int, ...], modality: str, num_classes: int | None = None, **config: Any):
         super().__init__()
@@ -114,8 +123,12 @@ class GenerativeModel(nn.Module, ABC):
         return [NATIVE]
 
     @classmethod
-    def default_steps(cls, sampler: str) -> int | None:
-        """Step count used when a suite names none (None: the sampler takes no steps)."""
+    def default_steps(cls, sampler: str, config: Mapping[str, Any] | None = None) -> int | None:
+        """Step count used when a suite names none (None: the sampler takes no steps).
+
+        ``config`` is the family's configuration as the recipe gives it (None: the family's
+        defaults), so a recipe can fix the count (an EBM's ``langevin_steps``).
+        """
         return None
 
     @abstractmethod
@@ -127,12 +140,15 @@ class GenerativeModel(nn.Module, ABC):
     def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:
         """Draw ``len(noise)`` samples (data space) and the NFE per sample, counted by wrapping the net."""
 
-    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
         """Log-likelihood (or its bound) in nats per example at ``x`` on the data scale.
 
         Images arrive already uniformly dequantised, (u + U[0, 1)) / 128 - 1, by the caller
         (``genbench.metrics.likelihood.dequantise``); a continuous family evaluates its density
-        there, a discrete one its probability of the bin that holds x.
+        there, a discrete one its probability of the bin that holds x (u = floor((x + 1) * 128)).
+        ``noise``: one generator per example (``SeededNoise``) for a stochastic estimate (ELBO
+        draws, Hutchinson probes), so an example's value does not depend on its batch; None:
+        ``likelihood_noise(len(x))``. Exact families ignore it.
         """
         raise NotImplementedError(f"{self.family} has no likelihood")
 
@@ -140,6 +156,11 @@ class GenerativeModel(nn.Module, ABC):
     def device(self) -> torch.device:
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+
+def likelihood_noise(n: int, seed: int = 0) -> SeededNoise:
+    """Per-example noise for ``log_likelihood`` when the caller gives none: examples 0..n-1 of ``seed``."""
+    return SeededNoise.for_run(seed, n)
 
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model family", base=GenerativeModel, package="genbench.models", listing="models")

@@ -25,10 +25,12 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
-from genbench.data.base import IMAGES, Samples
+from genbench.data.base import FLOOR, IMAGES, ROUND, Samples
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.mlp import TimeConditionedMLP
@@ -156,6 +158,11 @@ class ConsistencyModel(GenerativeModel):
         weight = 1.0 / (sigma_next - sigma)
         return (weight * pseudo_huber(online, target, 0.00054 * math.sqrt(x0[0].numel()))).mean()
 
+    @property
+    def sample_quantisation(self) -> str:
+        """floor when trained on uniformly dequantised images (``dequantize``), else round (see ``GenerativeModel``)."""
+        return FLOOR if self.config["dequantize"] else ROUND
+
     def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,
             progress: Progress | None = None) -> dict[str, float]:
         """Consistency training with Adam; the sampling weights are the EMA (``budget.ema``) or the last."""
@@ -176,7 +183,7 @@ class ConsistencyModel(GenerativeModel):
         return samplers_of_kind(KIND)
 
     @classmethod
-    def default_steps(cls, sampler: str) -> int | None:
+    def default_steps(cls, sampler: str, config: Mapping[str, Any] | None = None) -> int | None:
         return 1
 
     def sampling_sigmas(self, steps: int) -> torch.Tensor:
@@ -191,7 +198,7 @@ class ConsistencyModel(GenerativeModel):
     def sample(self, noise: SeededNoise, sampler: str = "consistency", steps: int | None = None) -> tuple[torch.Tensor, float]:
         """x_T = sigma_max z per sample, then the named consistency sampler; NFE = calls of f per sample."""
         check_choice(sampler, self.supported_samplers(), "sampler for the consistency family")
-        sigmas = self.sampling_sigmas(steps if steps is not None else self.default_steps(sampler))
+        sigmas = self.sampling_sigmas(steps if steps is not None else self.default_steps(sampler, self.config))
         x = float(sigmas[0]) * noise.randn(*self.data_shape).to(self.device)
         counted = CountingDenoiser(self.consistency_fn)
         x = SAMPLERS.get(sampler).fn(counted, x, sigmas, noise)

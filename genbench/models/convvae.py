@@ -34,7 +34,7 @@ from torch import nn
 
 from genbench.data.base import IMAGES, Samples
 from genbench.errors import UsageError
-from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
+from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget, likelihood_noise
 from genbench.models.dcgan import upsampling_plan_of
 from genbench.models.nets.conv import ConvDiscriminator, ConvGenerator
 from genbench.models.nets.training import init_parameters, train_with_adam
@@ -183,11 +183,16 @@ class ConvVAE(GenerativeModel):
     # -- likelihood --------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """The configured bound on log P(u) + D ln 128 (nats per example) at the levels u of ``x`` (grid or dequantised)."""
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
+        """The configured bound on log P(u) + D ln 128 (nats per example) at the levels u of ``x`` (grid or dequantised).
+
+        The K draws of example i come from its own generator in ``noise`` (default ``likelihood_noise``),
+        so its bound does not depend on the batch it is in.
+        """
         self.eval()
         u = to_levels(x.to(self.device).float())
-        g = torch.Generator().manual_seed(seed)
-        eps = torch.randn(self.config["likelihood_samples"], len(u), self.config["latent_dim"], generator=g).to(self.device)
+        noise = noise if noise is not None else likelihood_noise(len(u))
+        # [N, K, Z] per-example draws -> [K, N, Z]
+        eps = noise.randn(self.config["likelihood_samples"], self.config["latent_dim"]).transpose(0, 1).to(self.device)
         bound = self.elbo if self.config["likelihood_bound"] == "elbo" else self.iwae
         return bound(u, eps, self.ema_net) + math.prod(self.data_shape) * math.log(128.0)

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from genbench.data.base import IMAGES, POINTS, Samples
+from genbench.data.base import FLOOR, IMAGES, POINTS, ROUND, Samples
 from genbench.errors import UsageError
-from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget
+from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget, likelihood_noise
 from genbench.models.nets.mlp import TimeConditionedMLP
 from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
 from genbench.models.nets.unet import UNet
@@ -131,6 +133,11 @@ class EDMDiffusion(GenerativeModel):
         out = self._net_output(net if net is not None else self.ema_net, _rows(c_in, x) * x, c_noise)
         return _rows(c_skip, x) * x + _rows(c_out, x) * out
 
+    @property
+    def sample_quantisation(self) -> str:
+        """floor when trained on uniformly dequantised images (``dequantize``), else round (see ``GenerativeModel``)."""
+        return FLOOR if self.config["dequantize"] else ROUND
+
     # -- training ------------------------------------------------------------------------------
 
     def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,
@@ -164,7 +171,7 @@ class EDMDiffusion(GenerativeModel):
         return samplers_of_kind("diffusion")
 
     @classmethod
-    def default_steps(cls, sampler: str) -> int | None:
+    def default_steps(cls, sampler: str, config: Mapping[str, Any] | None = None) -> int | None:
         """Steps when a suite names none: EDM's 18 for heun, 20 for dpmpp_2m, 32 for first-order and stochastic
         samplers, None for ``ode`` (adaptive: the steps are the solver's, and ``sample`` ignores ``steps``)."""
         return DEFAULT_STEPS.get(sampler, 32)
@@ -178,10 +185,10 @@ class EDMDiffusion(GenerativeModel):
     def sample(self, noise: SeededNoise, sampler: str = "heun", steps: int | None = None) -> tuple[torch.Tensor, float]:
         """x_T = sigma_max * noise, then the named sampler over the schedule; NFE = denoiser calls per sample."""
         check_choice(sampler, self.supported_samplers(), "sampler for the diffusion family")
-        if self.default_steps(sampler) is None:
+        if self.default_steps(sampler, self.config) is None:
             steps = 2  # a sampler without steps (``ode``) only reads the schedule's ends
         elif steps is None:
-            steps = self.default_steps(sampler)
+            steps = self.default_steps(sampler, self.config)
         sigmas = self.sigmas(steps).to(self.device)
         self.eval()
         x = float(sigmas[0]) * noise.randn(*self.data_shape).to(self.device)
@@ -193,19 +200,20 @@ class EDMDiffusion(GenerativeModel):
 
     # -- likelihood ----------------------------------------------------------------------------
 
-    def log_likelihood(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
         """log p(x) in nats per example from the probability-flow ODE between sigma_min and sigma_max.
 
         Exact divergence when the data has at most ``exact_divergence_dims`` dimensions, else
-        Hutchinson's estimator with Rademacher probes drawn from a generator seeded with ``seed``;
-        dopri5 with rtol = atol = ``likelihood_tol`` (default 1e-5). Deterministic given ``seed`` and
-        the batch (the solver's steps are shared by the batch, so a value can move within the tolerance).
+        Hutchinson's estimator with one Rademacher probe per example from its own generator in
+        ``noise`` (default ``likelihood_noise``); dopri5 with rtol = atol = ``likelihood_tol``
+        (default 1e-5). Deterministic given the noise; the solver's steps are shared by the batch,
+        so a value can move with the batch within the tolerance, not with the probes.
         The mean is heavy-tailed for small models: an example whose ODE path leaves the region the
         net was trained on can drift far from the origin and score thousands of nats below the rest.
         """
         self.eval()
         exact = math.prod(self.data_shape) <= self.config["exact_divergence_dims"]
-        generator = torch.Generator().manual_seed(seed)
+        noise = noise if noise is not None else likelihood_noise(len(x))
         x = x.to(self.device).float()
         tol = self.config["likelihood_tol"]
-        return pf_ode_log_likelihood(self.denoise, x, self.sigma_min, self.sigma_max, exact, generator, rtol=tol, atol=tol)
+        return pf_ode_log_likelihood(self.denoise, x, self.sigma_min, self.sigma_max, exact, noise, rtol=tol, atol=tol)

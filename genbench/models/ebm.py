@@ -11,19 +11,21 @@ Mordatch, section 3.3). The chain is not differentiated through.
 Sampling: the registered ``langevin`` sampler (unadjusted Langevin, Welling & Teh 2011)
 x <- x + eps grad log p(x) + sqrt(2 eps) z from the same uniform start, with
 grad log p = -grad E / T; steps = Langevin steps (each one gradient evaluation, NFE = steps).
-Run it with the ``langevin_steps`` it was trained with (the default, 40): a short-run EBM's
-samples are those of its K-step chain, not of a converged one. The density is unnormalised,
+Run it with the ``langevin_steps`` it was trained with (what ``default_steps`` returns for a
+recipe, so suites that name no steps use it): a short-run EBM's samples are those of its K-step
+chain, not of a converged one. The density is unnormalised,
 so there is no likelihood.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
-from genbench.data.base import IMAGES, Samples
+from genbench.data.base import IMAGES, ROUND, Samples
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.mlp import MLP
@@ -83,6 +85,7 @@ class EBM(GenerativeModel):
     """An MLP energy E(x) over flattened data; samples by Langevin dynamics from uniform noise."""
 
     family = "ebm"
+    sample_quantisation = ROUND  # trained on the 8-bit grid u / 127.5 - 1
 
     def __init__(self, data_shape, modality, num_classes=None, hidden: int = 128, depth: int = 3,
                  langevin_steps: int = DEFAULT_LANGEVIN_STEPS, step_size: float = 0.01, temperature: float = 1.0,
@@ -150,8 +153,9 @@ class EBM(GenerativeModel):
         return samplers_of_kind(KIND)
 
     @classmethod
-    def default_steps(cls, sampler: str) -> int | None:
-        return DEFAULT_LANGEVIN_STEPS
+    def default_steps(cls, sampler: str, config: Mapping[str, Any] | None = None) -> int | None:
+        """The recipe's ``langevin_steps``: a short-run EBM is sampled with the chain length it was trained with."""
+        return int((config or {}).get("langevin_steps", DEFAULT_LANGEVIN_STEPS))
 
     @torch.no_grad()
     def sample(self, noise: SeededNoise, sampler: str = "langevin", steps: int | None = None) -> tuple[torch.Tensor, float]:

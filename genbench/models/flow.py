@@ -10,7 +10,8 @@ unlike batch norm. The base is N(0, I); sampling is one inverse pass (NFE 1).
 Images are flattened; 8-bit pixels are uniformly dequantised and logit-transformed
 (RealNVP section 4.1). ``log_likelihood`` is the density of the dequantised data on the
 [-1, 1] scale (nats), so bits/dim = -ll / (D ln 2) + 7 (= the [0, 1] convention + 8).
-Samples are floored back to the 8-bit grid.
+Image samples are the inverse logit in [-1, 1], dequantised pixels like the training data, so the
+family declares ``sample_quantisation = "floor"`` and the runner floors them back to 8 bits.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from genbench.data.base import IMAGES, Samples
+from genbench.data.base import FLOOR, IMAGES, Samples
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.mlp import MLP
@@ -106,11 +107,10 @@ def logit_with_logdet(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torc
     return s, logdet.sum(1)
 
 
-def logit_to_grid(s: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Inverse of the logit transform, floored to the 8-bit grid of [-1, 1]."""
+def logit_to_data(s: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Inverse of the logit transform: s -> dequantised pixels x in [-1, 1] (clamped)."""
     y = (torch.sigmoid(s) - alpha) / (1 - 2 * alpha)
-    k = torch.floor(y * 256).clamp(0, 255)
-    return k / 127.5 - 1
+    return (2 * y - 1).clamp(-1.0, 1.0)
 
 
 @MODELS.register("flow", description="RealNVP affine coupling flow with ActNorm (Dinh et al. 2017); exact likelihood, NFE 1")
@@ -119,6 +119,7 @@ class RealNVP(GenerativeModel):
 
     family = "flow"
     likelihood_kind = "exact"
+    sample_quantisation = FLOOR  # trained on uniformly dequantised pixels
 
     def __init__(self, data_shape, modality, num_classes=None, n_layers: int = 8, hidden: int = 128, depth: int = 2,
                  logit_alpha: float = 0.05):
@@ -184,7 +185,7 @@ class RealNVP(GenerativeModel):
         return report
 
     @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
         """Exact log-density in nats per example at x as given (images: already dequantised by the caller,
         ``genbench.metrics.likelihood.dequantise``, as for every continuous family)."""
         return self._log_prob_on_data_scale(x, None)
@@ -198,5 +199,5 @@ class RealNVP(GenerativeModel):
         net = CountingDenoiser(lambda z_, _: self.from_latent(z_))
         x = net(z, None)
         if self.modality == IMAGES:
-            x = logit_to_grid(x, self.config["logit_alpha"])
+            x = logit_to_data(x, self.config["logit_alpha"])
         return x.reshape(len(noise), *self.data_shape), float(net.calls)

@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from genbench.data.base import IMAGES, Samples
+from genbench.data.base import IMAGES, ROUND, Samples
 from genbench.errors import RunFailure, UsageError
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.mlp import MLP
@@ -57,6 +57,7 @@ class GAN(GenerativeModel):
     """Generator and discriminator MLPs on flattened data; sampling is one generator pass."""
 
     family = "gan"
+    sample_quantisation = ROUND  # trained on the 8-bit grid u / 127.5 - 1
 
     def __init__(self, data_shape, modality, num_classes=None, latent_dim: int = 16, hidden: int = 256,
                  depth: int = 3, r1_gamma: float = 1.0, d_steps: int = 1, beta1: float = 0.5, beta2: float = 0.9):

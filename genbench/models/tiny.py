@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from genbench.data.base import Samples
+from genbench.data.base import ROUND, Samples
 from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
 from genbench.registry import check_choice
 from genbench.seeding import SeededNoise
@@ -19,6 +19,7 @@ from genbench.seeding import SeededNoise
 @MODELS.register("tiny", description="a full-covariance Gaussian fitted in closed form (pipeline tests)")
 class TinyGaussian(GenerativeModel):
     family = "tiny"
+    sample_quantisation = ROUND  # trained on the 8-bit grid u / 127.5 - 1
     likelihood_kind = "exact"
 
     def __init__(self, data_shape, modality, num_classes=None, shrinkage: float = 1e-3):
@@ -50,6 +51,6 @@ class TinyGaussian(GenerativeModel):
             x = x.clamp(-1, 1)
         return x.reshape(len(noise), *self.data_shape), 1.0
 
-    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
         dist = torch.distributions.MultivariateNormal(self.mean.double(), scale_tril=self.scale_tril.double())
         return dist.log_prob(x.reshape(x.shape[0], -1).double()).float()

@@ -4,7 +4,8 @@ p(z) = N(0, I); encoder q(z | x) = N(mu(x), diag sigma(x)^2) (MLP on the flatten
 decoder p(x | z) = N(m(z), diag s^2) with m an MLP and log s a learned vector, one scale per data
 dimension, floored at ``min_log_sigma``. Training maximises the ELBO with the reparameterisation trick;
 image data are uniformly dequantised first (``dequantize``), the same way the bits/dim metric
-evaluates them, so the continuous density is not rewarded for collapsing onto the pixel grid.
+evaluates them, so the continuous density is not rewarded for collapsing onto the pixel grid; its
+samples are then dequantised pixels too, and go back to 8 bits by floor (``sample_quantisation``).
 
 Sampling (``native``): z ~ N(0, I) from each sample's own generator, then x = m(z) plus, when
 ``decoder_noise`` (default: on for points, off for images), s * eps; images are clamped to [-1, 1].
@@ -24,9 +25,9 @@ import math
 import torch
 from torch import nn
 
-from genbench.data.base import IMAGES, POINTS, Samples
+from genbench.data.base import FLOOR, IMAGES, POINTS, ROUND, Samples
 from genbench.errors import UsageError
-from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
+from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget, likelihood_noise
 from genbench.models.nets.mlp import MLP
 from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
 from genbench.registry import check_choice
@@ -81,6 +82,11 @@ class VAE(GenerativeModel):
 
     def _decoder_log_sigma(self, net: VAENet) -> torch.Tensor:
         return net.decoder_log_sigma.clamp(min=self.config["min_log_sigma"])
+
+    @property
+    def sample_quantisation(self) -> str:
+        """floor when trained on uniformly dequantised images (``dequantize``), else round (see ``GenerativeModel``)."""
+        return FLOOR if self.config["dequantize"] else ROUND
 
     # -- training ------------------------------------------------------------------------------
 
@@ -146,11 +152,16 @@ class VAE(GenerativeModel):
     # -- likelihood ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """The configured lower bound on log p(x) (ELBO or IWAE) in nats per example; noise from ``seed``."""
+    def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
+        """The configured lower bound on log p(x) (ELBO or IWAE) in nats per example.
+
+        The K reparameterisation draws of example i come from its own generator in ``noise``
+        (default ``likelihood_noise``), so its bound does not depend on the batch it is in.
+        """
         self.eval()
         x = x.to(self.device).float().reshape(x.shape[0], -1)
-        generator = torch.Generator().manual_seed(seed)
-        eps = torch.randn(self.config["likelihood_samples"], x.shape[0], self.latent_dim, generator=generator).to(x.device)
+        noise = noise if noise is not None else likelihood_noise(len(x))
+        # [N, K, Z] per-example draws -> [K, N, Z]
+        eps = noise.randn(self.config["likelihood_samples"], self.latent_dim).transpose(0, 1).to(x.device)
         bound = self.elbo if self.config["likelihood_bound"] == "elbo" else self.iwae_bound
         return bound(x, eps, self.ema_net)

@@ -11,21 +11,25 @@ SPEC_COLUMNS = ["dataset", "model", "sampler", "steps", "seed", "status"]
 
 
 def render_results(run_dir: Path, fmt: str) -> str:
-    """The records stored under ``run_dir`` as table, csv, json or markdown."""
+    """The records stored under ``run_dir`` as table, csv, json, markdown or latex."""
     records = ResultsStore(run_dir, create=False).records()
     if fmt == "json":
         return json.dumps([r.to_dict() for r in records], indent=1, sort_keys=True, default=str)
     if fmt == "markdown":
-        from genbench.report.leaderboard import render_markdown
+        from genbench.report.leaderboard import render_markdown, suite_of_records
 
-        suites = sorted({r.spec.suite for r in records})
-        return render_markdown(records, ", ".join(suites) or "(empty)", "fid")
+        suite = suite_of_records(records)
+        return render_markdown(records, suite.name, suite.primary_metric, suite.description)
     frame = records_to_frame(records)
+    if fmt == "latex":
+        from genbench.report.latex import results_to_latex
+
+        return results_to_latex(frame)
     if fmt == "csv":
         return frame.to_csv(index=False)
     if frame.empty:
         return "(no records)"
-    hide = {"key", "created_at", "suite", "family", "error"} | {c for c in frame.columns if c.endswith(("_ci_low", "_ci_high"))}
+    hide = {"key", "created_at", "suite", "family", "error", "weights_sha256", "warnings"} | {c for c in frame.columns if c.endswith(("_ci_low", "_ci_high"))}
     shown = frame[[c for c in frame.columns if c not in hide]]
     return shown.to_markdown(index=False, floatfmt=".4g") if hasattr(shown, "to_markdown") else shown.to_string(index=False)
 
@@ -72,3 +76,55 @@ def _models() -> list[tuple[str, str]]:
 
 def _arrow(mk) -> str:
     return "" if mk is None else ("↑" if mk.higher_is_better else "↓")
+
+
+# ----------------------------------------------------------------------------------------------
+# Seeds, parquet
+
+
+CONFIG_COLUMNS = ["dataset", "features", "weights_sha256", "model", "family", "sampler", "steps"]  # the suite is not hashed
+SEED_STD_SUFFIX = "_seed_std"
+
+
+def aggregate_seeds(df):
+    """One row per configuration (every column of ``CONFIG_COLUMNS`` present) over the ok rows of a
+    ``records_to_frame`` DataFrame: each metric's mean across seeds, its std across seeds (ddof 1,
+    ``<metric>_seed_std``; NaN for one seed), ``n_seeds`` and ``seeds`` (comma list)."""
+    import pandas as pd
+
+    from genbench.store import FRAME_INFO_COLUMNS
+
+    if df.empty:
+        return df.copy()
+    ok = df[df["status"] == "ok"] if "status" in df.columns else df
+    by = [c for c in CONFIG_COLUMNS if c in ok.columns]
+    skip = set(FRAME_INFO_COLUMNS) | {c for c in ok.columns if c.endswith(("_ci_low", "_ci_high"))}
+    from genbench.report.leaderboard import COLUMN_ORDER
+
+    numeric = [c for c in ok.columns if c not in skip and pd.api.types.is_numeric_dtype(ok[c])]
+    metrics = [c for c in COLUMN_ORDER if c in numeric] + sorted(set(numeric) - set(COLUMN_ORDER))
+    grouped = ok.groupby(by, dropna=False, sort=True)
+    mean = grouped[metrics].mean()
+    std = grouped[metrics].std(ddof=1).add_suffix(SEED_STD_SUFFIX)
+    seeds = grouped["seed"].agg(lambda s: ",".join(str(int(v)) for v in sorted(s))).rename("seeds")
+    count = grouped["seed"].nunique().rename("n_seeds")
+    cols = [c for m in metrics for c in (m, m + SEED_STD_SUFFIX)]
+    out = pd.concat([mean, std], axis=1)[cols].join(count).join(seeds).reset_index()
+    return out[by + ["n_seeds", "seeds"] + cols]
+
+
+def frame_to_parquet(df, path: Path) -> Path:
+    """Write a results DataFrame as Parquet (needs pyarrow: ``pip install 'genbench[parquet]'``)."""
+    from genbench.cache import atomic_write_bytes
+    from genbench.errors import UsageError
+
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UsageError("--format parquet needs pyarrow, which is not installed; pip install 'genbench[parquet]'") from None
+    import io
+
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False, engine="pyarrow")
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)

@@ -30,8 +30,10 @@ def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise:
     sigma with rtol = atol = 1e-4, then, when the schedule ends in 0, one Euler step to 0
     (x = D(x; sigma_last)); a schedule with one positive sigma is thus a single Euler step. The
     solver chooses the steps, so the NFE (counted by the wrapper: about 6 per accepted step, 2 to
-    pick the first step and 1 final) varies; the step sizes are shared by the whole batch, so a
-    sample can differ, within the tolerance, with the batch it is drawn in. ``noise`` is unused.
+    pick the first step and 1 final) varies from batch to batch: a run records the mean per sample
+    (``nfe``) and the largest batch's count (``nfe_max`` in the record's info). The step sizes are
+    shared by the whole batch, so a sample can differ, within the tolerance, with the batch it is
+    drawn in. ``noise`` is unused.
     """
     from torchdiffeq import odeint
 
@@ -53,7 +55,7 @@ def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise:
 
 
 def pf_ode_log_likelihood(denoiser: Denoiser, x: torch.Tensor, sigma_min: float, sigma_max: float,
-                          exact_divergence: bool = True, generator: torch.Generator | None = None,
+                          exact_divergence: bool = True, noise: SeededNoise | None = None,
                           rtol: float = LIKELIHOOD_RTOL, atol: float = LIKELIHOOD_ATOL) -> torch.Tensor:
     """log p(x) in nats per example by the instantaneous change of variables (Chen et al. 2018; Song et al. 2021, App. D.2).
 
@@ -63,12 +65,14 @@ def pf_ode_log_likelihood(denoiser: Denoiser, x: torch.Tensor, sigma_min: float,
     at noise level sigma_min (the usual small-time cut-off). The divergence is exact (one
     backward pass per dimension) when ``exact_divergence``, else Hutchinson's estimator
     (Hutchinson 1989; Grathwohl et al. 2018, FFJORD) with one Rademacher probe per example,
-    drawn once from ``generator`` and kept fixed along the path. Returns [N] in x's dtype.
+    drawn once from that example's own generator in ``noise`` (per-sample seeds, as for sampling:
+    an example's probe does not depend on its batch; required when not ``exact_divergence``) and
+    kept fixed along the path. Returns [N] in x's dtype.
     """
     from torchdiffeq import odeint
 
     dims = x[0].numel()
-    probe = None if exact_divergence else _rademacher(x.shape, generator).to(device=x.device, dtype=x.dtype)
+    probe = None if exact_divergence else rademacher(noise, x.shape[1:]).to(device=x.device, dtype=x.dtype)
 
     def dynamics(u_t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x_t = state[0]
@@ -102,5 +106,8 @@ def hutchinson_div(f: torch.Tensor, x: torch.Tensor, probe: torch.Tensor) -> tor
     return (vjp * probe).reshape(x.shape[0], -1).sum(1)
 
 
-def _rademacher(shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randint(0, 2, tuple(shape), generator=generator).float() * 2 - 1
+def rademacher(noise: SeededNoise | None, shape: torch.Size) -> torch.Tensor:
+    """One Rademacher probe (+-1 with probability 1/2) per example, [N, *shape], each from its own generator."""
+    if noise is None:
+        raise ValueError("Hutchinson's estimator needs per-example noise (a SeededNoise); pass noise=")
+    return noise.randint(2, *shape).float() * 2 - 1

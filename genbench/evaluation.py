@@ -27,13 +27,19 @@ class FeatureSet:
 
 
 def is_stats_file(ref: str) -> bool:
-    return ref.endswith(".safetensors") and Path(ref).is_file()
+    from genbench.reference import is_stats_file as _is_stats_file
+
+    return _is_stats_file(ref)
 
 
-def resolve_eval_features(features: str, inputs: list[Samples | None], refs: list[str], weights: Path | None) -> str:
-    """``auto``: raw for points; the dataset's default for ``dataset:`` inputs; else inception."""
+def resolve_eval_features(features: str, inputs: list[Samples | None], refs: list[str], weights: Path | None,
+                          stats_meta: dict | None = None) -> str:
+    """``auto``: the features a statistics file records; raw for points; the dataset's default for
+    ``dataset:`` inputs; else inception."""
     if features != "auto":
         return features
+    if stats_meta is not None and stats_meta.get("features"):
+        return str(stats_meta["features"])
     loaded = [s for s in inputs if s is not None]
     if any(s.modality == POINTS for s in loaded):
         return "raw"
@@ -63,15 +69,14 @@ def samples_to_featureset(s: Samples, extractor, ref: str, batch_size: int) -> F
     return FeatureSet(extractor.extract(x, batch_size=batch_size), len(s), ref)
 
 
-def load_featureset(ref: str, n: int | None, seed: int, extractor_name: str, extractor, batch_size: int,
-                    data_root: Path | None, samples: Samples | None) -> FeatureSet:
-    if samples is None:  # a stats file
-        from genbench.reference import load_stats
+def load_featureset(ref: str, n: int | None, seed: int, extractor, batch_size: int, samples: Samples | None,
+                    stats_file: tuple | None = None) -> FeatureSet:
+    """Features of an input; a statistics file must match the extractor's features, weights and preprocessing."""
+    if samples is None and stats_file is not None:
+        from genbench.reference import check_stats_identity
 
-        feats, stats, meta = load_stats(Path(ref))
-        made_with = meta.get("features")
-        if made_with and made_with != extractor_name:
-            raise UsageError(f"statistics file {ref} was computed with features {made_with!r}, not {extractor_name!r}; pass --features {made_with}")
+        feats, stats, meta = stats_file
+        check_stats_identity(ref, meta, extractor.identity())
         count = int(next(iter(feats.values())).shape[0]) if feats else int(meta.get("n", 0))
         return FeatureSet(feats, count, ref, stats)
     return samples_to_featureset(subsample(samples, n, seed), extractor, ref, batch_size)
@@ -84,6 +89,7 @@ def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Pa
     from genbench.data.files import load_input
     from genbench.features.base import build_features
     from genbench.metrics import MetricOptions, default_metrics, evaluate_features
+    from genbench.reference import load_stats
     from genbench.runner import resolve_device
 
     dev = resolve_device(device)
@@ -92,11 +98,12 @@ def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Pa
     if n is not None and n < 2:
         raise UsageError(f"--n {n} is too small; metrics need at least 2 samples per set")
     s1 = load_input(input1, root)
-    s2 = None if is_stats_file(input2) else load_input(input2, root)
-    fname = resolve_eval_features(features, [s1, s2], [input1, input2], w)
+    stats_file = load_stats(Path(input2)) if is_stats_file(input2) else None
+    s2 = None if stats_file is not None else load_input(input2, root)
+    fname = resolve_eval_features(features, [s1, s2], [input1, input2], w, stats_file[2] if stats_file else None)
     extractor = build_features(fname, weights=w, device=dev)
-    f1 = load_featureset(input1, n, seed, fname, extractor, batch_size, root, s1)
-    f2 = load_featureset(input2, n, seed + 1, fname, extractor, batch_size, root, s2)
+    f1 = load_featureset(input1, n, seed, extractor, batch_size, s1)
+    f2 = load_featureset(input2, n, seed + 1, extractor, batch_size, s2, stats_file)
     check_dims(f1, f2)
     names = metrics or default_metrics(set(f1.features))
     if kid_subset_size < 2:
@@ -104,7 +111,8 @@ def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Pa
     options = MetricOptions(bootstrap=bootstrap, device=dev, kid_subset_size=kid_subset_size)
     res = evaluate_features(names, f1.features, f2.features or None, options, real_stats=f2.stats)
     out: dict[str, Any] = dict(res.values)
-    out.update({"n1": f1.n, "n2": f2.n, "features": fname, **extractor.identity()})
+    # n_fake / n_real: the sizes used (the one name for n everywhere); n1 / n2 are deprecated aliases
+    out.update({"n_fake": f1.n, "n_real": f2.n, "n1": f1.n, "n2": f2.n, "features": fname, **extractor.identity()})
     if res.ci:
         out["ci"] = {k: list(v) for k, v in res.ci.items()}
     if res.info:
