@@ -4,9 +4,9 @@ Exit codes: 0 success; 2 bad usage or bad input (one line on stderr, no tracebac
 of the run itself (and, for ``genbench check``, a regression). ``GENBENCH_DEBUG=1`` shows
 tracebacks of unexpected errors.
 
-Light commands stay light: ``--help``, ``--version``, ``ls suites``, ``ls models`` (recipes) and
-``results`` in its text formats import neither torch nor a model; commands import what they need
-inside their function.
+Light commands stay light: ``--help``, ``--version``, ``results`` (table, csv, json, seeds) and
+``ls`` (once its cached listing is filled, ``genbench.listing``) never import torch; each command
+imports what it needs inside its function.
 """
 
 from __future__ import annotations
@@ -146,11 +146,11 @@ def run(
 @app.command("eval")
 @handle_errors
 def eval_cmd(
-    input1: str = typer.Argument(..., help="Generated set: image folder, .npz/.npy, or dataset:NAME[:SPLIT]."),
+    input1: str = typer.Argument(..., help="Generated set: image folder, .npz/.npy, SMILES file (.smi/.txt/.csv), or dataset:NAME[:SPLIT]."),
     input2: str = typer.Argument(..., help="Reference set: as INPUT1, or a statistics file from `genbench stats`."),
-    features: str = typer.Option("auto", "--features", "-f", help="raw, inception, vgg16, domain:DATASET, or auto."),
+    features: str = typer.Option("auto", "--features", "-f", help="raw, inception, vgg16, domain:DATASET, dinov2[:ARCH], clip[:ARCH], sfid, or auto."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Feature-extractor weights file."),
-    metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma list from fid,kid,is,precision,recall,density,coverage,fd_inf [default: all the features allow]."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma list from fid,kid,is,precision,recall,density,coverage,fd_inf,vendi,authpct,nn_ratio,cmmd; for molecules validity,unique,novelty,filters,intdiv,fcd,snn,frag,scaf [default: all the default metrics the features allow]."),
     n: Optional[int] = typer.Option(None, "--n", min=2, help="Use at most N samples of each input (seeded subset)."),
     seed: int = typer.Option(2020, "--seed", help="Seed of the subsets and of KID/IS/bootstrap."),
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Bootstrap resamples for 95% confidence intervals (0: none)."),

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from genbench import cache
-from genbench.data.base import IMAGES, DATASETS, Samples, images_to_uint8
+from genbench.data.base import IMAGES, DATASETS, Samples, get_modality, images_to_uint8
 from genbench.errors import DataUnavailableError, GenbenchError, UsageError
 from genbench.models.base import GenerativeModel, build_model, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from genbench.progress import Reporter
@@ -159,7 +159,7 @@ def _sync(device: str) -> None:
 def samples_to_features(x: torch.Tensor, model: GenerativeModel, extractor, ctx: RunContext) -> dict[str, torch.Tensor]:
     """Images are quantised to uint8 first (the convention every extractor sees), by the map the model
     declares (``sample_quantisation``: the inverse of how its training data entered [-1, 1])."""
-    inputs = images_to_uint8(x, model.sample_quantisation) if model.modality == IMAGES else x
+    inputs = get_modality(model.modality).features_input(x, model.sample_quantisation)
     return extractor.extract(inputs, batch_size=FEATURE_BATCH_SIZE)
 
 
@@ -188,7 +188,7 @@ def likelihood_metrics(model: GenerativeModel, spec: RunSpec, ctx: RunContext, w
 def compute_likelihood(model: GenerativeModel, spec: RunSpec, ctx: RunContext, n: int) -> tuple[dict[str, float], dict]:
     """The model's log-likelihood of ``n`` reference examples: images uniformly dequantised (one generator
     seeded with ``spec.seed``), the estimator's noise per example (``likelihood_noise``), so the value
-    depends neither on ``ctx.batch_size`` nor on the device's batching."""
+    does not depend on ``ctx.batch_size`` (beyond an adaptive ODE solver's tolerance: its steps are the batch's)."""
     from genbench.metrics.likelihood import bits_per_dim, dequantise
     from genbench.models.base import likelihood_noise
 
@@ -261,7 +261,7 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     # a metric these sizes cannot define (fd_inf with n < 4.8 d) is left out with a warning, not a failed spec
     options = MetricOptions(bootstrap=spec.bootstrap, device=ctx.device, seed=2020, on_undefined="warn")
     cb = ctx.stage("metrics", 2)
-    result = evaluate_features(names, fake, real, options) if names else MetricResult()  # e.g. metrics: [bpd]
+    result = evaluate_features(names, fake, real, options, space=extractor.space) if names else MetricResult()  # e.g. metrics: [bpd]
     if cb:
         cb(1)
     wanted_ll = [m for m in (spec.metrics or LIKELIHOOD_METRICS) if m in LIKELIHOOD_METRICS]

@@ -21,8 +21,10 @@ Schema (unknown keys are an error naming the key)::
         seeds: [0]                      # default: the suite's seeds, else [0]
         settings: {n_samples: 1000}     # per-grid overrides
 
-Runs of included suites come first; settings merge with the including file winning, and a
-grid's own settings win over both. A suite's ``seeds`` apply to its grids and to the grids of the
+Runs of included suites come first. A grid's settings are those of its own file, over those of
+the files it includes (the including file winning), over the defaults; the including file's
+settings apply to the included grids too, and a grid's own settings win over all. Suites
+included side by side do not share settings: ``all`` runs each included grid as its own suite does. A suite's ``seeds`` apply to its grids and to the grids of the
 suites it includes that list no ``seeds`` of their own (the including file's win over an included
 file's); ``--seeds`` replaces them all. Each seed trains and samples on its own. A model that cannot use a listed sampler
 skips it; a model that can use none of them runs with its own ``native`` sampler, and the
@@ -49,6 +51,7 @@ from genbench.registry import check_choice
 SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "seeds", "runs"}
 GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings"}
 SUITE_SEEDS = "_suite_seeds"  # (internal grid key) the seeds a suite file gave a grid that lists none
+SUITE_SETTINGS = "_suite_settings"  # (internal grid key) the settings of the files above a grid, merged
 SETTING_DEFAULTS: dict[str, Any] = {
     "n_samples": 1000,
     "n_reference": 1000,
@@ -132,8 +135,9 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
     own = raw.get("settings") or {}
     _check_settings(own, f"suite {path.name}")
     settings = _merge(settings, own)
+    runs = [{**g, SUITE_SETTINGS: _merge(g.get(SUITE_SETTINGS) or {}, own)} for g in runs]  # included grids
     for i, grid in enumerate(raw.get("runs") or []):
-        runs.append(_check_grid(grid, f"suite {path.name}, runs[{i}]"))
+        runs.append({**_check_grid(grid, f"suite {path.name}, runs[{i}]"), SUITE_SETTINGS: settings})
     seeds = None
     if raw.get("seeds") is not None:  # this file's seeds, over those its included files gave their grids
         seeds = check_seeds(raw["seeds"], f"suite {path.name}")
@@ -216,12 +220,12 @@ def plan_suite(suite: Suite, seed: int | None = None, seeds: list[int] | None = 
 
 def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: str, notes: list[str]) -> list["RunSpec"]:
     from genbench.data.base import DATASETS
-    from genbench.models.base import MODELS, NATIVE, check_model_fits
+    from genbench.models.base import MODELS, check_model_fits
     from genbench.recipes import load_recipe
     from genbench.samplers.base import SAMPLERS
-    from genbench.spec import RunSpec
 
-    s = _merge(_merge(SETTING_DEFAULTS, suite.settings), grid.get("settings") or {})
+    above = grid[SUITE_SETTINGS] if SUITE_SETTINGS in grid else suite.settings  # (a Suite built in Python has none)
+    s = _merge(_merge(SETTING_DEFAULTS, above), grid.get("settings") or {})
     check_setting_values(s, where)
     grid_steps = check_steps(grid.get("steps"), where)
     wanted = grid.get("samplers")
@@ -246,31 +250,47 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
                 check_model_fits(recipe.family, ds.shape, ds.modality, ds.num_classes, **recipe.config)
             except UsageError as e:
                 raise UsageError(f"{where}: recipe {model!r} cannot fit {ds_name!r}: {e}") from None
-            supported = family.supported_samplers()
-            chosen = [x for x in (wanted or supported[:1]) if x in supported]
+            chosen, own_steps = _choose_samplers(family, recipe, wanted, grid_steps, f"{where}: {model}", notes)
             used.update(chosen)
-            own_steps = grid_steps  # the grid's steps belong to the samplers it names
-            if not chosen:  # a model none of the grid's samplers fit is run its own way, never dropped
-                chosen, own_steps = [NATIVE if NATIVE in supported else supported[0]], None
-                notes.append(f"{where}: {model} ({recipe.family}) supports none of the samplers {', '.join(wanted or [])}; "
-                             f"it runs with its own {chosen[0]!r} sampler")
             for sampler in chosen:
                 default = _default_steps(family, sampler, recipe.config)
-                steps_list = [None] if default is None else (own_steps or [default])
-                for steps in steps_list:
-                    for sd in seeds:
-                        specs.append(RunSpec(
-                            suite=suite.name, dataset=ds_name, model=model, family=recipe.family,
-                            recipe_hash=recipe.hash, sampler=sampler, steps=steps, seed=sd,
-                            n_samples=int(s["n_samples"]), n_reference=int(s["n_reference"]),
-                            metrics=tuple(s["metrics"] or ()), features=features,
-                            train_split=s["train_split"], reference_split=s["reference_split"],
-                            bootstrap=int(s["bootstrap"]), train=dict(s.get("train") or {}),
-                        ))
+                for steps in [None] if default is None else (own_steps or [default]):
+                    specs += [_spec(suite.name, s, ds_name, model, recipe, features, sampler, steps, sd) for sd in seeds]
     unused = [x for x in wanted or [] if x not in used]
     if unused:
         raise UsageError(f"{where}: no model of this grid can use sampler {unused[0]!r}; remove it or add a model that supports it")
     return specs
+
+
+def _choose_samplers(family: Any, recipe: Any, wanted: list[str] | None, grid_steps: list[int] | None, who: str,
+                     notes: list[str]) -> tuple[list[str], list[int] | None]:
+    """The samplers of ``wanted`` a family supports (default: its first) and the steps they take. A
+    family that supports none of them runs with its own ``native`` sampler, never dropped; both that
+    and steps no chosen sampler takes are noted."""
+    from genbench.models.base import NATIVE
+
+    supported = family.supported_samplers()
+    chosen = [x for x in (wanted or supported[:1]) if x in supported]
+    steps = grid_steps  # the grid's steps belong to the samplers it names
+    if not chosen:
+        chosen, steps = [NATIVE if NATIVE in supported else supported[0]], None
+        notes.append(f"{who} ({recipe.family}) supports none of the samplers {', '.join(wanted or [])}; "
+                     f"it runs with its own {chosen[0]!r} sampler")
+    if steps and all(_default_steps(family, x, recipe.config) is None for x in chosen):
+        notes.append(f"{who} ({recipe.family}) samples with {', '.join(map(repr, chosen))}, "
+                     f"which take(s) no steps; steps {steps} do not apply to it")
+    return chosen, steps
+
+
+def _spec(suite: str, s: dict[str, Any], dataset: str, model: str, recipe: Any, features: str, sampler: str,
+          steps: int | None, seed: int) -> "RunSpec":
+    from genbench.spec import RunSpec
+
+    return RunSpec(suite=suite, dataset=dataset, model=model, family=recipe.family, recipe_hash=recipe.hash,
+                   sampler=sampler, steps=steps, seed=seed, n_samples=int(s["n_samples"]),
+                   n_reference=int(s["n_reference"]), metrics=tuple(s["metrics"] or ()), features=features,
+                   train_split=s["train_split"], reference_split=s["reference_split"],
+                   bootstrap=int(s["bootstrap"]), train=dict(s.get("train") or {}))
 
 
 def _default_steps(family: Any, sampler: str, config: dict[str, Any]) -> int | None:

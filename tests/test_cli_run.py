@@ -23,6 +23,15 @@ runs:
 """
 
 
+TINY_ONLY = """
+name: clitiny
+settings: {n_samples: 80, n_reference: 80, metrics: [fid, precision, recall]}
+runs:
+  - datasets: [toy2d:8gaussians, toy2d:moons]
+    models: [tiny]
+"""
+
+
 def invoke(*args, env=None):
     return CliRunner().invoke(app, [str(a) for a in args], env=env)
 
@@ -34,12 +43,11 @@ def suite(tmp_path):
     return p
 
 
-def test_seeds_accumulate_on_the_leaderboard_and_reuse_is_reported(tmp_path, suite):
-    out = tmp_path / "run"
+def test_seeds_accumulate_on_the_leaderboard_and_reuse_is_reported(tmp_path):
+    suite, out = tmp_path / "clitiny.yaml", tmp_path / "run"
+    suite.write_text(textwrap.dedent(TINY_ONLY))
     first = invoke("run", "--suite", suite, "--out", out, "--seed", "0", "--no-progress")
     assert first.exit_code == 0, first.output
-    # the model no listed sampler fits runs with native, and the run says so
-    assert "note: " in first.stderr and "tiny (tiny) supports none of the samplers euler" in first.stderr
     assert "2 ok, 0 failed, 0 skipped (0 reused, 2 run)" in first.stderr
     second = invoke("run", "--suite", suite, "--out", out, "--seed", "1", "--no-progress")
     assert second.exit_code == 0, second.output
@@ -47,8 +55,8 @@ def test_seeds_accumulate_on_the_leaderboard_and_reuse_is_reported(tmp_path, sui
     # seed 0's rows stay on the leaderboard of the store that keeps them: 2 configurations x 2 seeds
     assert re.search(r"\b2 seeds\b|mean ± std|± ", md), md
     rows = json.loads(invoke("results", out, "--format", "json").stdout)
-    assert sorted((r["spec"]["model"], r["spec"]["seed"]) for r in rows) == [
-        ("diffusion", 0), ("diffusion", 1), ("tiny", 0), ("tiny", 1)]
+    assert sorted((r["spec"]["dataset"], r["spec"]["seed"]) for r in rows) == [
+        ("toy2d:8gaussians", 0), ("toy2d:8gaussians", 1), ("toy2d:moons", 0), ("toy2d:moons", 1)]
     csv = (out / "leaderboard.csv").read_text().splitlines()
     assert len(csv) == 1 + 4
 
@@ -58,13 +66,13 @@ def test_seeds_accumulate_on_the_leaderboard_and_reuse_is_reported(tmp_path, sui
 
     agg = invoke("results", out, "--aggregate", "seeds")
     assert agg.exit_code == 0, agg.output
-    lines = [ln for ln in agg.stdout.splitlines() if "toy2d:8gaussians" in ln]
+    lines = [ln for ln in agg.stdout.splitlines() if "toy2d:" in ln]
     assert len(lines) == 2 and all(" ± " in ln and "0,1" in ln for ln in lines)
     agg_json = json.loads(invoke("results", out, "--aggregate", "seeds", "--format", "json").stdout)
-    fids = {r["model"]: r for r in agg_json}
-    per_seed = [r["metrics"]["fid"] for r in rows if r["spec"]["model"] == "tiny"]
-    assert fids["tiny"]["fid"] == pytest.approx(sum(per_seed) / 2)
-    assert fids["tiny"]["fid_seed_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5)
+    fids = {r["dataset"]: r for r in agg_json}
+    per_seed = [r["metrics"]["fid"] for r in rows if r["spec"]["dataset"] == "toy2d:moons"]
+    assert fids["toy2d:moons"]["fid"] == pytest.approx(sum(per_seed) / 2)
+    assert fids["toy2d:moons"]["fid_seed_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5)
 
     # the leaderboard is redrawn from the store alone
     (out / "leaderboard.md").unlink()
@@ -79,6 +87,8 @@ def test_quiet_and_event_log(tmp_path, suite):
     res = invoke("run", "--suite", suite, "--out", out, "--quiet", "--log-json", log)
     assert res.exit_code == 0, res.output
     assert "run  " not in res.stderr and "leaderboard:" not in res.stderr and "2 ok, 0 failed, 0 skipped (0 reused, 2 run)" in res.stderr
+    # the model no listed sampler fits runs with native, and the run says so, even with --quiet
+    assert "note: " in res.stderr and "tiny (tiny) supports none of the samplers euler" in res.stderr
     events = [json.loads(line) for line in log.read_text().splitlines()]
     for key in {e["key"] for e in events}:
         assert [e["event"] for e in events if e["key"] == key] == ["spec_started", "trained", "sampled", "evaluated"]

@@ -120,6 +120,10 @@ def test_model_that_fits_no_listed_sampler_runs_native_and_is_noted(tmp_path):
         ("diffusion", "euler", 4), ("diffusion", "euler", 8), ("tiny", "native", None)]
     (note,) = plan.notes
     assert "tiny" in note and "'native'" in note and "euler" in note
+    # steps for a sampler that takes none are noted, not silently dropped
+    p = write(tmp_path, "s.yaml", "runs:\n  - {datasets: [toy2d:moons], models: [tiny], steps: [4]}\n")
+    plan = plan_suite(load_suite(str(p)))
+    assert [s.steps for s in plan.specs] == [None] and "no steps; steps [4] do not apply" in plan.notes[0]
 
 
 def test_seeds_from_the_suite_the_grid_and_the_command_line(tmp_path):
@@ -203,3 +207,18 @@ def test_layers_import_downward():
     for rel in ("executors/__init__.py", "executors/ray.py"):
         assert not imports(rel) & {"genbench.pipeline", "genbench.suite"}
     assert {"genbench.executors", "genbench.runner", "genbench.suite"} <= imports("pipeline.py")
+
+
+def test_suites_included_side_by_side_keep_their_own_settings(tmp_path):
+    write(tmp_path, "a.yaml", "settings: {n_samples: 100, n_reference: 40}\nruns:\n  - {datasets: [toy2d:moons], models: [tiny]}\n")
+    write(tmp_path, "b.yaml", "settings: {n_samples: 300}\nruns:\n  - {datasets: [toy2d:2spirals], models: [tiny]}\n")
+    both = write(tmp_path, "both.yaml", "include: [a.yaml, b.yaml]\n")
+    assert [(s.dataset, s.n_samples, s.n_reference) for s in expand_suite(load_suite(str(both)))] == [
+        ("toy2d:moons", 100, 40), ("toy2d:2spirals", 300, 1000)]
+    over = write(tmp_path, "over.yaml", "include: [a.yaml, b.yaml]\nsettings: {n_reference: 70}\n"
+                                        "runs:\n  - {datasets: [toy2d:8gaussians], models: [tiny]}\n")
+    assert [(s.dataset, s.n_samples, s.n_reference) for s in expand_suite(load_suite(str(over)))] == [
+        ("toy2d:moons", 100, 70), ("toy2d:2spirals", 300, 70), ("toy2d:8gaussians", 300, 70)]
+    # the full benchmark runs the toy suite's cells as the toy suite does
+    toy = {s.key for s in expand_suite(load_suite("toy2d"))}
+    assert toy <= {s.key for s in expand_suite(load_suite("all"))}

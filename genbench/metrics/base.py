@@ -109,6 +109,10 @@ class Metric:
     replicate: ComputeFn | None = None
     replicate_from_stats: StatsComputeFn | None = None
     equal_n: bool = False  # a k-NN metric, evaluated at equal n when options.knn_equal_n
+    min_n: int = 2  # fewest feature rows it is defined on (fewer: UndefinedMetric)
+    # undefined on some real inputs (no valid molecule): left out with a warning even when
+    # options.on_undefined is "raise", since such a set is a result, not a mistake
+    may_be_undefined: bool = False
 
 
 METRICS: Registry[Metric] = Registry("metric", package="genbench.metrics")
@@ -140,9 +144,38 @@ def register_group(
                                         equal_n=equal_n, extras=extras))
 
 
-def metric_key(key: str) -> MetricKey | None:
+def split_space(key: str) -> tuple[str, str | None]:
+    """(base key, feature space) of a result key: ``fd_dinov2`` -> ("fid", "dinov2"), ``fid`` -> ("fid", None)."""
     METRICS.names()  # make sure every metric module has registered its keys
-    return KEYS.get(key)
+    if key in KEYS:
+        return key, None
+    base, _, space = ("fd_sfid" if key == "sfid" else key).rpartition("_")
+    base = "fid" if base == "fd" else base
+    return (base, space) if base in KEYS and space else (key, None)
+
+
+def metric_key(key: str) -> MetricKey | None:
+    """The key's meaning; a key named in a feature space (``fd_dinov2``, ``kid_mean_clip``) has its base key's."""
+    base, space = split_space(key)
+    if base not in KEYS:
+        return None
+    mk = KEYS[base]
+    if space is None:
+        return mk
+    return MetricKey(key, mk.higher_is_better, f"{mk.description} in {space} features", mk.bias_corrected, mk.bounds)
+
+
+def space_key(key: str, space: str | None) -> str:
+    """A result key named in feature space ``space`` (None: Inception, where FID is FID).
+
+    An FD in DINOv2 space is ``fd_dinov2``, never ``fid``; every other key gains the suffix
+    (``kid_mean_dinov2``, ``precision_dinov2``, ``vendi_dinov2``), so that a number keeps the name
+    of its space in JSON, the store and every table."""
+    if not space:
+        return key
+    if key == "fid":
+        return "sfid" if space == "sfid" else f"fd_{space}"  # sFID keeps its published name
+    return f"{key}_{space}"
 
 
 # Keys that do not come from features: likelihood and cost, filled in by the runner.

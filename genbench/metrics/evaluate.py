@@ -16,6 +16,7 @@ size used, k of the k-NN metrics, ...); ``result.warnings`` collects what a read
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
@@ -35,6 +36,7 @@ from genbench.metrics.base import (
     MetricResult,
     UndefinedMetric,
     metric_key,
+    space_key,
 )
 from genbench.metrics.bootstrap import CI_METHOD, half_indices, half_sampling_interval, interval_warning
 
@@ -85,16 +87,18 @@ def resolve_metrics(names: list[str]) -> list[Metric]:
     return [METRICS.get(name) for name in dict.fromkeys(names)]
 
 
-def feature_matrix(features: Mapping[str, torch.Tensor], key: str, which: str) -> torch.Tensor:
-    """features[key] checked to be a finite [N, D] tensor."""
+def feature_matrix(features: Mapping[str, torch.Tensor], key: str, which: str, min_n: int = 2) -> torch.Tensor:
+    """features[key] checked to be a finite [N, D] tensor with N >= min_n (fewer: UndefinedMetric)."""
     if key not in features:
         raise UsageError(
             f"the {which} features hold {sorted(features) or 'nothing'} but a metric needs {key!r}; "
             f"use a feature extractor that returns {key!r} (inception does) or drop that metric."
         )
     x = torch.as_tensor(features[key])
-    if x.ndim != 2 or len(x) < 2:
-        raise UsageError(f"{which} {key!r} features must be [N, D] with N >= 2 (got shape {tuple(x.shape)}).")
+    if x.ndim != 2:
+        raise UsageError(f"{which} {key!r} features must be [N, D] (got shape {tuple(x.shape)}).")
+    if len(x) < min_n:
+        raise UndefinedMetric(f"{which} {key!r} features must be [N, D] with N >= {min_n} (got shape {tuple(x.shape)}).")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise UsageError(f"{which} {key!r} features contain NaN or inf; check the samples and the extractor.")
     return x
@@ -155,7 +159,7 @@ def group_inputs(members, fake, real, real_stats, options, device, memo: dict) -
         inputs = group_inputs_plain(metric, fake, real, real_stats, options, device)
         inputs.extras = metric_extras(metric, fake, real, device)
         return inputs
-    key = (metric.needs, metric.equal_n and options.knn_equal_n)
+    key = (metric.needs, metric.equal_n and options.knn_equal_n, metric.needs_reference, metric.min_n)
     if key not in memo:
         memo[key] = group_inputs_plain(metric, fake, real, real_stats, options, device)
     return memo[key]
@@ -163,11 +167,11 @@ def group_inputs(members, fake, real, real_stats, options, device, memo: dict) -
 
 def group_inputs_plain(metric: Metric, fake, real, real_stats, options, device) -> GroupInputs:
     """The checked feature matrices of ``metric``'s group (at equal n for k-NN metrics when asked)."""
-    x = feature_matrix(fake, metric.needs, "generated").to(device)
+    x = feature_matrix(fake, metric.needs, "generated", metric.min_n).to(device)
     if not metric.needs_reference:
         return GroupInputs(x, None, None, {})
     if real is not None and metric.needs in real:
-        y = feature_matrix(real, metric.needs, "reference").to(device)
+        y = feature_matrix(real, metric.needs, "reference", metric.min_n).to(device)
         if y.shape[1] != x.shape[1]:
             raise UsageError(
                 f"generated {metric.needs!r} features have {x.shape[1]} dimensions, reference "
@@ -229,6 +233,7 @@ def evaluate_features(
     real: dict[str, torch.Tensor] | None,
     options: MetricOptions = MetricOptions(),
     real_stats: dict | None = None,
+    space: str | None = None,
 ) -> MetricResult:
     """Compute the metrics ``names`` on generated features ``fake`` against ``real`` (or ``real_stats``).
 
@@ -236,7 +241,27 @@ def evaluate_features(
     (``labels`` [N], reference ``mode_centres`` [K, D] and ``mode_std``) for the metrics that read
     them (``Metric.extras``); ``real_stats`` may hold
     precomputed {"mu", "sigma"[, "n"]} for FID and fd_inf when reference features are absent.
+    ``space`` (the extractor's ``space``, e.g. "dinov2") names the result keys in that feature
+    space (``fd_dinov2``, ``kid_mean_dinov2``; see ``space_key``); None keeps Inception's names.
     """
+    result = _evaluate_features(names, fake, real, options, real_stats)
+    return name_space(result, space) if space else result
+
+
+def name_space(result: MetricResult, space: str) -> MetricResult:
+    """``result`` with every metric key (values, intervals, their bias in info) named in ``space``."""
+    rename = {k: space_key(k, space) for k in result.values}
+    info = {(rename[k[:-5]] + "_bias" if k.endswith("_bias") and k[:-5] in rename else k): v
+            for k, v in result.info.items()}
+    # warnings name the metric as computed ("FID: n1=16 ... rank-deficient", "kid_mean: ..."): name it in the space
+    words = {**rename, "FID": rename.get("fid", space_key("fid", space))}
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")\b")
+    warnings = [pattern.sub(lambda m: words[m.group(1)], w) for w in result.warnings]
+    return MetricResult({rename[k]: v for k, v in result.values.items()},
+                        {rename.get(k, k): v for k, v in result.ci.items()}, {**info, "space": space}, warnings)
+
+
+def _evaluate_features(names, fake, real, options, real_stats) -> MetricResult:
     device = check_options(options)
     groups = group_metrics(resolve_metrics(names))
     result = MetricResult(info={**sample_sizes(fake, real, real_stats), "device": str(device), "seed": options.seed})
@@ -248,7 +273,7 @@ def evaluate_features(
                 inputs = group_inputs(members, fake, real, real_stats, options, device, memo)
                 values, info = compute_group(members, inputs, options)
             except UndefinedMetric as e:
-                if options.on_undefined == "raise":
+                if options.on_undefined == "raise" and not members[0].may_be_undefined:
                     raise
                 result.warnings.append(f"{str(e)} ({', '.join(k for m in members for k in m.keys)} left undefined)")
                 continue
@@ -303,16 +328,16 @@ def add_intervals(result: MetricResult, computed: list, options: MetricOptions) 
 
 def replicate_values(with_ci: list, options: MetricOptions) -> tuple[dict[str, list[float]], dict[int, str]]:
     """Each key's values on options.bootstrap pairs of halves, and why a group had none (too few samples)."""
-    generator = torch.Generator().manual_seed(options.seed)
     plain = dataclasses.replace(options, bootstrap=0)
     replicates: dict[str, list[float]] = {}
     too_small: dict[int, str] = {}
-    for _ in range(options.bootstrap):
+    for b in range(options.bootstrap):
         halves: dict = {}  # one pair of halves per distinct input, shared by the groups using it
         with neighbours.shared_searches(knn_neighbours([m for m, _, _ in with_ci], options)):
             for members, inputs, _ in with_ci:
                 if id(inputs) not in halves:
-                    halves[id(inputs)] = halve(inputs, generator)
+                    # replicate b's halves depend on (seed, b) only, not on which metrics were asked for
+                    halves[id(inputs)] = halve(inputs, torch.Generator().manual_seed(options.seed * 100_003 + b))
                 keys = [k for m in members for k in m.keys]
                 try:
                     values, _ = compute_group(members, halves[id(inputs)], plain, replicate=True)

@@ -190,7 +190,7 @@ class ConsistencyModel(GenerativeModel):
         """[tau_0 = sigma_max, ..., tau_{steps-1}, sigma_min]: the Karras schedule's first ``steps`` levels."""
         c = self.config
         if int(steps) != steps or steps < 1:
-            raise UsageError(f"consistency sampling needs a positive integer number of steps, got {steps!r}; pass --steps 1 or more")
+            raise UsageError(f"consistency sampling needs a positive integer number of steps, got {steps!r}; use steps of 1 or more (a suite grid's `steps:`)")
         taus = karras_sigmas(steps + 1, c["sigma_min"], c["sigma_max"], c["rho"])[:steps]
         return torch.cat([taus, taus.new_full((1,), c["sigma_min"])])
 

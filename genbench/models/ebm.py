@@ -163,7 +163,7 @@ class EBM(GenerativeModel):
         check_choice(sampler, self.supported_samplers(), "sampler for the ebm family")
         steps = self.config["langevin_steps"] if steps is None else steps
         if int(steps) != steps or steps < 1:
-            raise UsageError(f"langevin sampling needs a positive integer number of steps, got {steps!r}; pass --steps 1 or more")
+            raise UsageError(f"langevin sampling needs a positive integer number of steps, got {steps!r}; use steps of 1 or more (a suite grid's `steps:`)")
         counted = CountingDenoiser(self.score)
         x = self.initial_points(noise).to(self.device)
         step_sizes = torch.full((int(steps),), self.config["step_size"], dtype=torch.float64)

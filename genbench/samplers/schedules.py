@@ -53,7 +53,7 @@ def build_sigmas(schedule: str, steps: int, sigma_min: float, sigma_max: float, 
 
 def _check(steps: int, sigma_min: float, sigma_max: float) -> None:
     if int(steps) != steps or steps < 1:
-        raise UsageError(f"the number of sampling steps must be a positive integer, got {steps!r}; pass --steps 1 or more")
+        raise UsageError(f"the number of sampling steps must be a positive integer, got {steps!r}; use steps of 1 or more (a suite grid's `steps:`)")
     if not 0 < sigma_min < sigma_max:
         raise UsageError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}; "
                          "fix the model's noise range")
