@@ -10,8 +10,8 @@ A recipe::
       config: {...}
       train: {...}
     datasets:                                # optional overrides for one dataset (after the modality's)
-      mnist5k: {config: {...}}               # e.g. a 28x28 architecture
-      fashion-mnist: {train: {...}}          # e.g. a GPU training budget
+      fashion-mnist:
+        train: {steps: 20000}                # e.g. a budget sized for a GPU
 
 Suites name recipes; a suite's ``train:`` setting may override training keys (smoke suites
 train briefly). The recipe as used (overrides applied) is hashed into the RunSpec.
@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from genbench.cache import content_key
+from genbench.data.base import DATASETS
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, TrainBudget
 from genbench.registry import check_choice
@@ -71,9 +72,11 @@ def _raw_recipe(name: str) -> dict[str, Any]:
     for modality in ("points", "images"):
         _check_keys(raw.get(modality) or {}, _OVERRIDE_KEYS, f"recipe {path.name} section {modality!r}")
     datasets = raw.get("datasets") or {}
-    _check_keys(datasets, set(datasets), f"recipe {path.name} section 'datasets'")
-    for ds_name, section in datasets.items():
-        _check_keys(section or {}, _OVERRIDE_KEYS, f"recipe {path.name} section datasets.{ds_name}")
+    if not isinstance(datasets, dict):
+        raise UsageError(f"recipe {path.name} section 'datasets' must map dataset names to {{config, train}} overrides")
+    for dataset, section in datasets.items():
+        DATASETS.get(str(dataset))  # "did you mean" for a misspelt dataset
+        _check_keys(section or {}, _OVERRIDE_KEYS, f"recipe {path.name} section 'datasets: {dataset}'")
     if "family" not in raw:
         raise UsageError(f"recipe {path.name} names no 'family'; add one of: {', '.join(MODELS.names())}")
     MODELS.get(raw["family"])
@@ -88,11 +91,12 @@ def load_recipe(name: str, modality: str, train_overrides: dict[str, Any] | None
                 dataset: str | None = None) -> Recipe:
     """The recipe ``name`` for data of ``modality`` (and ``dataset``), with a suite's training overrides applied.
 
-    Precedence, lowest first: top level, the modality's section, the dataset's section, the suite.
+    Precedence, lowest first: the recipe's top level, its modality section, its ``datasets: <dataset>``
+    section, the suite's ``train`` overrides.
     """
     raw = _raw_recipe(name)
     section = raw.get(modality) or {}
-    per_dataset = (raw.get("datasets") or {}).get(dataset) or {}
+    per_dataset = (raw.get("datasets") or {}).get(dataset) or {} if dataset else {}
     config = {**copy.deepcopy(raw.get("config") or {}), **(section.get("config") or {}),
               **copy.deepcopy(per_dataset.get("config") or {})}
     train = {**(raw.get("train") or {}), **(section.get("train") or {}), **(per_dataset.get("train") or {}),

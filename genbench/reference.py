@@ -114,6 +114,25 @@ def reference_features(
     return feats
 
 
+def reference_extras(dataset: str, split: str, n: int | None, data_root: Path | None = None) -> dict[str, torch.Tensor]:
+    """What the dataset knows about the reference set beyond its features, for the metrics that read it:
+    ``labels`` [N] (the same subset as ``reference_features``) where the dataset has labels, and
+    ``mode_centres`` [K, D] / ``mode_std`` [1] where it is a Gaussian mixture."""
+    from genbench.metrics.base import LABELS, MODE_CENTRES, MODE_STD
+
+    ds = get_dataset(dataset)
+    out: dict[str, torch.Tensor] = {}
+    if ds.num_classes:
+        y = reference_samples(dataset, split, n, data_root).y
+        if y is not None:
+            out[LABELS] = y.long()
+    modes = ds.modes()
+    if modes is not None:
+        out[MODE_CENTRES] = modes[0]
+        out[MODE_STD] = torch.tensor([modes[1]], dtype=torch.float64)
+    return out
+
+
 def _read_cached(path: Path, key: dict) -> dict[str, torch.Tensor] | None:
     if not path.is_file():
         return None

@@ -119,14 +119,25 @@ def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict
     return model.eval(), {**report, "train_s": train_s, "cached": False}
 
 
+@dataclass
+class Drawn:
+    """What ``draw_samples`` returns: samples on the CPU, the class each was asked for, NFE, seconds."""
+
+    x: torch.Tensor  # [N, *data_shape]
+    labels: torch.Tensor | None  # [N] int64 for class-conditional families, else None
+    nfe: dict[str, float]  # {"nfe": mean per sample, "nfe_max": the largest batch's count}
+    seconds: float
+
+
 @torch.no_grad()
-def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> tuple[torch.Tensor, dict[str, float], float]:
-    """``spec.n_samples`` samples with per-sample seeds; returns (samples on CPU, NFE, seconds).
+def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> Drawn:
+    """``spec.n_samples`` samples with per-sample seeds (and balanced class labels for conditional families).
 
     NFE: ``nfe``, the mean per sample, and ``nfe_max``, the largest batch's count; they differ only
     for an adaptive sampler (``ode``), whose solver picks its steps per batch.
     """
-    noise = SeededNoise.for_run(spec.seed, spec.n_samples, ctx.device)
+    noise = SeededNoise.for_run(spec.seed, spec.n_samples, ctx.device,
+                                num_classes=model.num_classes if model.conditional else None)
     cb = ctx.stage("sample", spec.n_samples)
     chunks, nfe, done = [], [], 0
     _sync(ctx.device)
@@ -142,7 +153,7 @@ def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> tupl
     seconds = time.perf_counter() - t0
     # every sample of a batch costs that batch's calls
     nfe_mean = sum(calls * size for calls, size in nfe) / sum(size for _, size in nfe)
-    return torch.cat(chunks), {"nfe": nfe_mean, "nfe_max": max(calls for calls, _ in nfe)}, seconds
+    return Drawn(torch.cat(chunks), noise.labels, {"nfe": nfe_mean, "nfe_max": max(calls for calls, _ in nfe)}, seconds)
 
 
 def _sync(device: str) -> None:
@@ -201,11 +212,11 @@ def compute_likelihood(model: GenerativeModel, spec: RunSpec, ctx: RunContext, n
     return {"nll": float(-ll.mean())}, info
 
 
-def feature_metrics_for(spec: RunSpec, feature_keys: set[str]) -> list[str]:
+def feature_metrics_for(spec: RunSpec, feature_keys: set[str], reference_keys: set[str] | None = None) -> list[str]:
     from genbench.metrics import default_metrics
 
     if not spec.metrics:
-        return default_metrics(feature_keys)
+        return default_metrics(feature_keys, reference_keys)
     return [m for m in spec.metrics if m not in LIKELIHOOD_METRICS]
 
 
@@ -225,12 +236,14 @@ def run_spec(spec: RunSpec, ctx: RunContext) -> Record:
 
 def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     from genbench.metrics import MetricOptions, MetricResult, evaluate_features
-    from genbench.reference import reference_features
+    from genbench.metrics.base import LABELS
+    from genbench.reference import reference_extras, reference_features
 
     ds = DATASETS.get(spec.dataset)
     model, train_report = train_or_load(spec, ctx)
     ctx.event("trained", spec, train_s=train_report.get("train_s"), cached=train_report.get("cached"))
-    x, nfe, seconds = draw_samples(model, spec, ctx)
+    drawn = draw_samples(model, spec, ctx)
+    x, nfe, seconds = drawn.x, drawn.nfe, drawn.seconds
     ctx.event("sampled", spec, n=len(x), seconds=seconds, nfe=nfe)
     bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
     if bad:
@@ -241,12 +254,15 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     cb = ctx.stage("features", 2)
     real = reference_features(spec.dataset, spec.reference_split, spec.n_reference, extractor, data_root=ctx.data_root,
                               batch_size=FEATURE_BATCH_SIZE)
+    real = {**real, **reference_extras(spec.dataset, spec.reference_split, spec.n_reference, ctx.data_root)}
     if cb:
         cb(1)
     fake = samples_to_features(x, model, extractor, ctx)
+    if drawn.labels is not None:
+        fake[LABELS] = drawn.labels
     if cb:
         cb(2)
-    names = feature_metrics_for(spec, set(fake))
+    names = feature_metrics_for(spec, set(fake), set(real))
     # a metric these sizes cannot define (fd_inf with n < 4.8 d) is left out with a warning, not a failed spec
     options = MetricOptions(bootstrap=spec.bootstrap, device=ctx.device, seed=2020, on_undefined="warn")
     cb = ctx.stage("metrics", 2)

@@ -257,7 +257,7 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
 def _model_identity(model: str, dataset: Any, ds_name: str, settings: dict[str, Any], where: str) -> tuple[str, str, type, dict]:
     """(family name, hash, family class, config) of a grid's model: a recipe, or an external ``diffusers:``/``python:`` model."""
     from genbench.external import describe_external, is_external
-    from genbench.models.base import MODELS
+    from genbench.models.base import MODELS, check_model_fits
     from genbench.recipes import load_recipe
 
     if is_external(model):
@@ -272,7 +272,10 @@ def _model_identity(model: str, dataset: Any, ds_name: str, settings: dict[str, 
     recipe = load_recipe(model, dataset.modality, settings.get("train"), ds_name)
     family = MODELS.get(recipe.family)
     if dataset.modality in family.modalities:  # (the caller refuses the other case with its own line)
-        family.check_config(dataset.shape, dataset.modality, recipe.config, f"{where}: recipe {model!r} on {ds_name!r}")
+        try:  # a configuration that cannot fit the data is refused before anything is trained
+            check_model_fits(recipe.family, dataset.shape, dataset.modality, dataset.num_classes, **recipe.config)
+        except UsageError as e:
+            raise UsageError(f"{where}: recipe {model!r} cannot fit {ds_name!r}: {e}") from None
     return recipe.family, recipe.hash, family, recipe.config
 
 

@@ -152,6 +152,13 @@ class Dataset(ABC):
         """Exact log-density in nats per example where it is analytic, else None."""
         return None
 
+    def modes(self) -> tuple[torch.Tensor, float] | None:
+        """(centres [K, D], std) of an equal-weight isotropic Gaussian mixture, where the dataset is one, else None.
+
+        The toy mode metrics (modes captured, high-quality share) read them.
+        """
+        return None
+
     def check_split(self, split: str) -> str:
         if split not in self.splits:
             raise UsageError(
