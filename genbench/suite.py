@@ -311,10 +311,7 @@ def _spec(suite: str, s: dict[str, Any], dataset: str, model: str, family: str, 
 
 
 def _default_steps(family: Any, sampler: str, config: dict[str, Any]) -> int | None:
-    try:
-        return family.default_steps(sampler, config)
-    except TypeError:  # a family written before default_steps took the recipe's config
-        return family.default_steps(sampler)
+    return family.default_steps(sampler, config)
 
 
 def _is_int(x: Any) -> bool:
