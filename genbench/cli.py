@@ -147,11 +147,11 @@ def run(
 @app.command("eval")
 @handle_errors
 def eval_cmd(
-    input1: str = typer.Argument(..., help="Generated set: image folder, .npz/.npy, or dataset:NAME[:SPLIT]."),
+    input1: str = typer.Argument(..., help="Generated set: image folder, .npz/.npy, SMILES file (.smi/.txt/.csv), or dataset:NAME[:SPLIT]."),
     input2: str = typer.Argument(..., help="Reference set: as INPUT1, or a statistics file from `genbench stats`."),
-    features: str = typer.Option("auto", "--features", "-f", help="raw, inception, vgg16, domain:DATASET, or auto."),
+    features: str = typer.Option("auto", "--features", "-f", help="raw, inception, vgg16, domain:DATASET, dinov2[:ARCH], clip[:ARCH], sfid, or auto."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Feature-extractor weights file."),
-    metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma list from fid,kid,is,precision,recall,density,coverage,fd_inf [default: all the features allow]."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma list from fid,kid,is,precision,recall,density,coverage,fd_inf,vendi,authpct,nn_ratio,cmmd; for molecules validity,unique,novelty,filters,intdiv,fcd,snn,frag,scaf [default: all the default metrics the features allow]."),
     n: Optional[int] = typer.Option(None, "--n", min=2, help="Use at most N samples of each input (seeded subset)."),
     seed: int = typer.Option(2020, "--seed", help="Seed of the subsets and of KID/IS/bootstrap."),
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Bootstrap resamples for 95% confidence intervals (0: none)."),
@@ -395,6 +395,28 @@ def bench(
     from genbench.runner import resolve_device
 
     bench_main([target.value, "--n", str(n), "--dim", str(dim), "--device", resolve_device(device), "--repeats", str(repeats)])
+
+
+@app.command()
+@handle_errors
+def sample(
+    model: str = typer.Argument(..., help="A recipe (with --dataset), a checkpoint path, diffusers:PATH or python:MODULE:FUNCTION."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npz (samples, nfe, seconds)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset a recipe is trained on (or loaded from the checkpoint cache)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler name (genbench ls samplers); the model's first when omitted."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps; the model's default for the sampler when omitted."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of samples; 16, or the rows of --init-noise, when omitted."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the per-sample noise (and of a recipe's training)."),
+    init_noise: Optional[Path] = typer.Option(None, "--init-noise", help="Standard-normal .npy (N x data shape) scaled into the initial state."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Samples per batch."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+) -> None:
+    """Draw samples of any model to an .npz. Example: genbench sample diffusers:ddpm-cifar10 --sampler ddim --steps 50 --n 64 --out s.npz"""
+    from genbench.sampling_api import sample_to_file
+
+    r = sample_to_file(model, out, dataset=dataset, sampler=sampler, steps=steps, n=n, seed=seed, init_noise=init_noise,
+                       batch_size=batch_size, device=device)
+    typer.echo(f"{len(r.samples)} samples ({r.sampler}, steps {r.steps}, NFE {r.nfe:g}, {r.seconds:.2f} s) written to {out}", err=True)
 
 
 def escape_help_markup(typer_app: typer.Typer) -> None:

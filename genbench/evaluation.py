@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from genbench.data.base import IMAGES, POINTS, Samples, images_to_uint8
+from genbench.data.base import IMAGES, ROUND, Samples, get_modality
 from genbench.errors import UsageError
 
 
@@ -41,8 +41,8 @@ def resolve_eval_features(features: str, inputs: list[Samples | None], refs: lis
     if stats_meta is not None and stats_meta.get("features"):
         return str(stats_meta["features"])
     loaded = [s for s in inputs if s is not None]
-    if any(s.modality == POINTS for s in loaded):
-        return "raw"
+    if any(s.modality != IMAGES for s in loaded):  # points, SMILES: the modality's own feature space
+        return default_features_for(loaded, refs)
     from genbench.reference import default_features
     from genbench.data.base import parse_dataset_ref
 
@@ -53,6 +53,20 @@ def resolve_eval_features(features: str, inputs: list[Samples | None], refs: lis
     return "inception"
 
 
+def default_features_for(loaded: list[Samples], refs: list[str]) -> str:
+    """The non-image modality's default (raw, chem); ``chem:NAME`` when a ``dataset:`` input is a
+    molecule dataset, so that novelty is measured against its train split."""
+    from genbench.data.base import parse_dataset_ref
+
+    modality = get_modality(next(s.modality for s in loaded if s.modality != IMAGES))
+    for ref in refs:
+        if ref.startswith("dataset:"):
+            ds, _ = parse_dataset_ref(ref[len("dataset:"):])
+            if ds.modality == modality.name:
+                return modality.default_features_for(ds.name)
+    return modality.default_features_for(None)
+
+
 def subsample(s: Samples, n: int | None, seed: int) -> Samples:
     if n is None or n >= len(s):
         return s
@@ -60,13 +74,10 @@ def subsample(s: Samples, n: int | None, seed: int) -> Samples:
 
 
 def samples_to_featureset(s: Samples, extractor, ref: str, batch_size: int) -> FeatureSet:
-    if s.modality == IMAGES:
-        x = images_to_uint8(s.x)
-    else:
-        if extractor.input_kind == "images":
-            raise UsageError(f"input {ref} holds points/feature vectors (N x D), but --features {extractor.name} needs images; use --features raw")
-        x = s.x
-    return FeatureSet(extractor.extract(x, batch_size=batch_size), len(s), ref)
+    """Features of ``s``, given to the extractor as its modality says (images: uint8 on the grid)."""
+    modality = get_modality(s.modality)
+    modality.check_extractor(extractor, f"input {ref}")
+    return FeatureSet(extractor.extract(modality.features_input(s.x, ROUND), batch_size=batch_size), len(s), ref)
 
 
 def load_featureset(ref: str, n: int | None, seed: int, extractor, batch_size: int, samples: Samples | None,
@@ -109,7 +120,7 @@ def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Pa
     if kid_subset_size < 2:
         raise UsageError(f"--kid-subset-size {kid_subset_size} is too small; use at least 2 (default 1000)")
     options = MetricOptions(bootstrap=bootstrap, device=dev, kid_subset_size=kid_subset_size)
-    res = evaluate_features(names, f1.features, f2.features or None, options, real_stats=f2.stats)
+    res = evaluate_features(names, f1.features, f2.features or None, options, real_stats=f2.stats, space=extractor.space)
     out: dict[str, Any] = dict(res.values)
     # n_fake / n_real: the sizes used (the one name for n everywhere); n1 / n2 are deprecated aliases
     out.update({"n_fake": f1.n, "n_real": f2.n, "n1": f1.n, "n2": f2.n, "features": fname, **extractor.identity()})

@@ -9,6 +9,9 @@ A recipe::
     images:                                  # optional overrides for image datasets
       config: {...}
       train: {...}
+    datasets:                                # optional overrides for one dataset (after the modality's)
+      fashion-mnist:
+        train: {steps: 20000}                # e.g. a budget sized for a GPU
 
 Suites name recipes; a suite's ``train:`` setting may override training keys (smoke suites
 train briefly). The recipe as used (overrides applied) is hashed into the RunSpec.
@@ -26,11 +29,12 @@ from typing import Any
 import yaml
 
 from genbench.cache import content_key
+from genbench.data.base import DATASETS
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, TrainBudget
 from genbench.registry import check_choice
 
-_RECIPE_KEYS = {"family", "description", "config", "train", "points", "images"}
+_RECIPE_KEYS = {"family", "description", "config", "train", "points", "images", "datasets"}
 _OVERRIDE_KEYS = {"config", "train"}
 
 
@@ -67,6 +71,12 @@ def _raw_recipe(name: str) -> dict[str, Any]:
     _check_keys(raw, _RECIPE_KEYS, f"recipe {path.name}")
     for modality in ("points", "images"):
         _check_keys(raw.get(modality) or {}, _OVERRIDE_KEYS, f"recipe {path.name} section {modality!r}")
+    datasets = raw.get("datasets") or {}
+    if not isinstance(datasets, dict):
+        raise UsageError(f"recipe {path.name} section 'datasets' must map dataset names to {{config, train}} overrides")
+    for dataset, section in datasets.items():
+        DATASETS.get(str(dataset))  # "did you mean" for a misspelt dataset
+        _check_keys(section or {}, _OVERRIDE_KEYS, f"recipe {path.name} section 'datasets: {dataset}'")
     if "family" not in raw:
         raise UsageError(f"recipe {path.name} names no 'family'; add one of: {', '.join(MODELS.names())}")
     MODELS.get(raw["family"])
@@ -77,12 +87,20 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
 
 
-def load_recipe(name: str, modality: str, train_overrides: dict[str, Any] | None = None) -> Recipe:
-    """The recipe ``name`` for data of ``modality``, with a suite's training overrides applied."""
+def load_recipe(name: str, modality: str, train_overrides: dict[str, Any] | None = None,
+                dataset: str | None = None) -> Recipe:
+    """The recipe ``name`` for data of ``modality`` (and ``dataset``), with a suite's training overrides applied.
+
+    Precedence, lowest first: the recipe's top level, its modality section, its ``datasets: <dataset>``
+    section, the suite's ``train`` overrides.
+    """
     raw = _raw_recipe(name)
     section = raw.get(modality) or {}
-    config = {**copy.deepcopy(raw.get("config") or {}), **(section.get("config") or {})}
-    train = {**(raw.get("train") or {}), **(section.get("train") or {}), **(train_overrides or {})}
+    per_dataset = (raw.get("datasets") or {}).get(dataset) or {} if dataset else {}
+    config = {**copy.deepcopy(raw.get("config") or {}), **(section.get("config") or {}),
+              **copy.deepcopy(per_dataset.get("config") or {})}
+    train = {**(raw.get("train") or {}), **(section.get("train") or {}), **(per_dataset.get("train") or {}),
+             **(train_overrides or {})}
     TrainBudget.from_dict(train)  # validates the keys
     return Recipe(name, raw["family"], raw.get("description", ""), config, train)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from genbench import cache
-from genbench.data.base import IMAGES, Dataset, Samples, get_dataset
+from genbench.data.base import IMAGES, ROUND, Dataset, Samples, get_dataset, get_modality
 from genbench.errors import UsageError
 from genbench.features.base import POOL, FeatureExtractor
 
@@ -82,10 +82,7 @@ def feature_library_versions() -> dict[str, str]:
 
 def samples_sha256(samples: Samples) -> str:
     """sha256 of a split's values (shape, dtype and bytes): any change of the data gives another key."""
-    x = samples.x.detach().cpu().contiguous()
-    h = hashlib.sha256(f"{tuple(x.shape)}|{x.dtype}|".encode())
-    h.update(x.numpy().tobytes())
-    return h.hexdigest()
+    return samples.content_sha256()
 
 
 def reference_cache_path(key: dict) -> Path:
@@ -117,6 +114,25 @@ def reference_features(
     return feats
 
 
+def reference_extras(dataset: str, split: str, n: int | None, data_root: Path | None = None) -> dict[str, torch.Tensor]:
+    """What the dataset knows about the reference set beyond its features, for the metrics that read it:
+    ``labels`` [N] (the same subset as ``reference_features``) where the dataset has labels, and
+    ``mode_centres`` [K, D] / ``mode_std`` [1] where it is a Gaussian mixture."""
+    from genbench.metrics.base import LABELS, MODE_CENTRES, MODE_STD
+
+    ds = get_dataset(dataset)
+    out: dict[str, torch.Tensor] = {}
+    if ds.num_classes:
+        y = reference_samples(dataset, split, n, data_root).y
+        if y is not None:
+            out[LABELS] = y.long()
+    modes = ds.modes()
+    if modes is not None:
+        out[MODE_CENTRES] = modes[0]
+        out[MODE_STD] = torch.tensor([modes[1]], dtype=torch.float64)
+    return out
+
+
 def _read_cached(path: Path, key: dict) -> dict[str, torch.Tensor] | None:
     if not path.is_file():
         return None
@@ -144,12 +160,11 @@ def take_subset(samples: Samples, n: int | None) -> Samples:
 
 
 def extractor_input(samples: Samples, extractor: FeatureExtractor, what: str) -> torch.Tensor:
-    """uint8 N x C x H x W for images; float N x D for points (only the point extractors take those)."""
-    if samples.modality == IMAGES:
-        return samples.uint8()
-    if extractor.input_kind == "images":
-        raise UsageError(f"{what} holds points, but --features {extractor.name} needs images; use --features raw")
-    return samples.x
+    """What the extractor takes, as the samples' modality says: uint8 N x C x H x W for images; float N x D
+    for points (only the point extractors take those); strings for SMILES (only ``chem`` takes those)."""
+    modality = get_modality(samples.modality)
+    modality.check_extractor(extractor, what)
+    return modality.features_input(samples.x, ROUND)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,7 +300,7 @@ def default_features(dataset: Dataset, weights: Path | None) -> str:
     from genbench.features.inception import inception_weights_present
 
     if dataset.modality != IMAGES:
-        return "raw"
+        return get_modality(dataset.modality).default_features_for(dataset.name)
     natural = len(dataset.shape) == 3 and dataset.shape[0] == 3
     if natural and inception_weights_present(weights):
         return "inception"

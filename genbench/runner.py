@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from genbench import cache
-from genbench.data.base import IMAGES, DATASETS, Samples, images_to_uint8
+from genbench.data.base import IMAGES, DATASETS, Samples, get_modality, images_to_uint8
 from genbench.errors import DataUnavailableError, GenbenchError, UsageError
 from genbench.models.base import GenerativeModel, build_model, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from genbench.progress import Reporter
@@ -88,7 +88,12 @@ def checkpoint_stem(spec: RunSpec) -> Path:
 
 
 def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict[str, Any]]:
-    """The model of ``spec``: loaded from the checkpoint cache, or trained from its recipe and cached."""
+    """The model of ``spec``: loaded from the checkpoint cache, or trained from its recipe and cached
+    (a ``diffusers:``/``python:`` model is loaded as it is: genbench does not train it)."""
+    from genbench.external import is_external, load_external_once
+
+    if is_external(spec.model):
+        return load_external_once(spec.model, ctx.device), {"train_s": 0.0, "cached": True, "external": True}
     ds = DATASETS.get(spec.dataset)
     stem = checkpoint_stem(spec)
     if stem.with_suffix(".json").is_file():
@@ -101,7 +106,7 @@ def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict
         except UsageError as e:  # a damaged cache entry is retrained and replaced, like reference features
             if ctx.reporter:
                 ctx.reporter.log(f"note: cached checkpoint unusable ({e}); retraining it")
-    recipe = load_recipe(spec.model, ds.modality, spec.train)
+    recipe = load_recipe(spec.model, ds.modality, spec.train, spec.dataset)
     data = ctx.data(spec.dataset, spec.train_split)
     model = build_model(recipe.family, ds.shape, ds.modality, ds.num_classes, **recipe.config).to(ctx.device)
     generator = seed_everything(spec.seed)
@@ -114,14 +119,25 @@ def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict
     return model.eval(), {**report, "train_s": train_s, "cached": False}
 
 
+@dataclass
+class Drawn:
+    """What ``draw_samples`` returns: samples on the CPU, the class each was asked for, NFE, seconds."""
+
+    x: torch.Tensor  # [N, *data_shape]
+    labels: torch.Tensor | None  # [N] int64 for class-conditional families, else None
+    nfe: dict[str, float]  # {"nfe": mean per sample, "nfe_max": the largest batch's count}
+    seconds: float
+
+
 @torch.no_grad()
-def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> tuple[torch.Tensor, dict[str, float], float]:
-    """``spec.n_samples`` samples with per-sample seeds; returns (samples on CPU, NFE, seconds).
+def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> Drawn:
+    """``spec.n_samples`` samples with per-sample seeds (and balanced class labels for conditional families).
 
     NFE: ``nfe``, the mean per sample, and ``nfe_max``, the largest batch's count; they differ only
     for an adaptive sampler (``ode``), whose solver picks its steps per batch.
     """
-    noise = SeededNoise.for_run(spec.seed, spec.n_samples, ctx.device)
+    noise = SeededNoise.for_run(spec.seed, spec.n_samples, ctx.device,
+                                num_classes=model.num_classes if model.conditional else None)
     cb = ctx.stage("sample", spec.n_samples)
     chunks, nfe, done = [], [], 0
     _sync(ctx.device)
@@ -137,7 +153,7 @@ def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> tupl
     seconds = time.perf_counter() - t0
     # every sample of a batch costs that batch's calls
     nfe_mean = sum(calls * size for calls, size in nfe) / sum(size for _, size in nfe)
-    return torch.cat(chunks), {"nfe": nfe_mean, "nfe_max": max(calls for calls, _ in nfe)}, seconds
+    return Drawn(torch.cat(chunks), noise.labels, {"nfe": nfe_mean, "nfe_max": max(calls for calls, _ in nfe)}, seconds)
 
 
 def _sync(device: str) -> None:
@@ -148,7 +164,7 @@ def _sync(device: str) -> None:
 def samples_to_features(x: torch.Tensor, model: GenerativeModel, extractor, ctx: RunContext) -> dict[str, torch.Tensor]:
     """Images are quantised to uint8 first (the convention every extractor sees), by the map the model
     declares (``sample_quantisation``: the inverse of how its training data entered [-1, 1])."""
-    inputs = images_to_uint8(x, model.sample_quantisation) if model.modality == IMAGES else x
+    inputs = get_modality(model.modality).features_input(x, model.sample_quantisation)
     return extractor.extract(inputs, batch_size=FEATURE_BATCH_SIZE)
 
 
@@ -196,11 +212,11 @@ def compute_likelihood(model: GenerativeModel, spec: RunSpec, ctx: RunContext, n
     return {"nll": float(-ll.mean())}, info
 
 
-def feature_metrics_for(spec: RunSpec, feature_keys: set[str]) -> list[str]:
+def feature_metrics_for(spec: RunSpec, feature_keys: set[str], reference_keys: set[str] | None = None) -> list[str]:
     from genbench.metrics import default_metrics
 
     if not spec.metrics:
-        return default_metrics(feature_keys)
+        return default_metrics(feature_keys, reference_keys)
     return [m for m in spec.metrics if m not in LIKELIHOOD_METRICS]
 
 
@@ -220,12 +236,14 @@ def run_spec(spec: RunSpec, ctx: RunContext) -> Record:
 
 def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     from genbench.metrics import MetricOptions, MetricResult, evaluate_features
-    from genbench.reference import reference_features
+    from genbench.metrics.base import LABELS
+    from genbench.reference import reference_extras, reference_features
 
     ds = DATASETS.get(spec.dataset)
     model, train_report = train_or_load(spec, ctx)
     ctx.event("trained", spec, train_s=train_report.get("train_s"), cached=train_report.get("cached"))
-    x, nfe, seconds = draw_samples(model, spec, ctx)
+    drawn = draw_samples(model, spec, ctx)
+    x, nfe, seconds = drawn.x, drawn.nfe, drawn.seconds
     ctx.event("sampled", spec, n=len(x), seconds=seconds, nfe=nfe)
     bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
     if bad:
@@ -236,16 +254,19 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     cb = ctx.stage("features", 2)
     real = reference_features(spec.dataset, spec.reference_split, spec.n_reference, extractor, data_root=ctx.data_root,
                               batch_size=FEATURE_BATCH_SIZE)
+    real = {**real, **reference_extras(spec.dataset, spec.reference_split, spec.n_reference, ctx.data_root)}
     if cb:
         cb(1)
     fake = samples_to_features(x, model, extractor, ctx)
+    if drawn.labels is not None:
+        fake[LABELS] = drawn.labels
     if cb:
         cb(2)
-    names = feature_metrics_for(spec, set(fake))
+    names = feature_metrics_for(spec, set(fake), set(real))
     # a metric these sizes cannot define (fd_inf with n < 4.8 d) is left out with a warning, not a failed spec
     options = MetricOptions(bootstrap=spec.bootstrap, device=ctx.device, seed=2020, on_undefined="warn")
     cb = ctx.stage("metrics", 2)
-    result = evaluate_features(names, fake, real, options) if names else MetricResult()  # e.g. metrics: [bpd]
+    result = evaluate_features(names, fake, real, options, space=extractor.space) if names else MetricResult()  # e.g. metrics: [bpd]
     if cb:
         cb(1)
     wanted_ll = [m for m in (spec.metrics or LIKELIHOOD_METRICS) if m in LIKELIHOOD_METRICS]

@@ -23,6 +23,14 @@ OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 BPD, NLL = "bpd", "nll"
 LIKELIHOOD_METRICS = (BPD, NLL)
 
+# Bump when a change alters numbers that stored records hold: a run then recomputes the records of
+# older versions instead of reusing them, and tables flag such records until it has.
+#   1: genbench 0.1.0 as first published.
+#   2: images quantised by each family's map (floor after dequantised training), MADE scored at the
+#      level of dequantised pixels, per-example likelihood noise, half-sampling intervals,
+#      precision/recall/density/coverage at equal n.
+NUMERICS_VERSION = 2
+
 # Fields that do not change the numbers and so are left out of the hash.
 _UNHASHED = frozenset({"suite"})
 
@@ -145,12 +153,33 @@ def device_description(device: str) -> str:
 
 def base_provenance(device: str) -> dict[str, Any]:
     return {
+        "numerics_version": NUMERICS_VERSION,
         "versions": library_versions(),
         "git_revision": git_revision(),
         "device": device_description(device),
         "platform": platform.platform(),
         "argv": sys.argv[:],
     }
+
+
+def numerics_version(provenance: dict[str, Any]) -> int:
+    """The NUMERICS_VERSION a record was computed under: a runner's record from before the field
+    (it has library versions but no numerics version) is 1; a record made by hand, with no
+    provenance at all, counts as current."""
+    if "numerics_version" not in provenance:
+        return 1 if "versions" in provenance else NUMERICS_VERSION
+    v = provenance["numerics_version"]
+    return v if isinstance(v, int) and not isinstance(v, bool) else 1
+
+
+def record_warnings(rec: "Record") -> list[str]:
+    """The warnings a record carries: its metrics' own, and one when it is stale (older numerics)."""
+    out = [w for w in rec.info.get("warnings") or [] if isinstance(w, str)]
+    v = numerics_version(rec.provenance)
+    if rec.status == OK and v < NUMERICS_VERSION:
+        out.append(f"computed by an older genbench (numerics version {v}, now {NUMERICS_VERSION}) whose numbers "
+                   "differ; run the suite again into this directory to recompute it")
+    return out
 
 
 def dumps(obj: Any) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from genbench.errors import RunFailure, UsageError
-from genbench.spec import OK, Record, RunSpec, record_from_dict
+from genbench.spec import NUMERICS_VERSION, OK, Record, RunSpec, numerics_version, record_from_dict, record_warnings
 
 STORE_NAME = "results.sqlite"
 SCHEMA_VERSION = 1
@@ -166,9 +166,11 @@ class ResultsStore:
             con.execute("COMMIT")
 
     def done_keys(self) -> set[str]:
-        """Keys of specs that finished successfully (a rerun skips these)."""
+        """Keys of specs that finished successfully under the current NUMERICS_VERSION (a run skips
+        these; an ok record of older numerics is computed again)."""
         with self._connect() as con:
-            return {r[0] for r in con.execute("SELECT key FROM records WHERE status = ?", (OK,))}
+            rows = con.execute("SELECT key, provenance_json FROM records WHERE status = ?", (OK,)).fetchall()
+        return {key for key, prov in rows if numerics_version(json.loads(prov)) >= NUMERICS_VERSION}
 
     def records(self) -> list[Record]:
         """The shown record of every spec (its ok one when it has one)."""
@@ -264,7 +266,7 @@ def records_to_frame(records: list[Record]) -> pd.DataFrame:
         row.update(rec.metrics)
         for k, (lo, hi) in rec.ci.items():
             row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
-        row["warnings"] = WARNING_SEPARATOR.join(w for w in rec.info.get("warnings") or [] if isinstance(w, str)) or None
+        row["warnings"] = WARNING_SEPARATOR.join(record_warnings(rec)) or None
         row["error"] = rec.error
         row["key"] = rec.key
         row["created_at"] = rec.created_at

@@ -15,7 +15,7 @@ Schema (unknown keys are an error naming the key)::
     seeds: [0, 1, 2]                    # seeds of the grids here and in included suites that list none
     runs:                               # grids: datasets x models x samplers x steps x seeds
       - datasets: [toy2d:8gaussians]
-        models: [diffusion-mlp]
+        models: [diffusion-mlp]         # recipes, or diffusers:PATH / python:MODULE:FUNCTION models
         samplers: [euler, heun]         # default: each model's first sampler
         steps: [4, 8, 16]               # default: each sampler's default steps
         seeds: [0]                      # default: the suite's seeds, else [0]
@@ -220,8 +220,6 @@ def plan_suite(suite: Suite, seed: int | None = None, seeds: list[int] | None = 
 
 def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: str, notes: list[str]) -> list["RunSpec"]:
     from genbench.data.base import DATASETS
-    from genbench.models.base import MODELS
-    from genbench.recipes import load_recipe
     from genbench.samplers.base import SAMPLERS
 
     above = grid[SUITE_SETTINGS] if SUITE_SETTINGS in grid else suite.settings  # (a Suite built in Python has none)
@@ -240,26 +238,49 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
         features = resolve_features(s["features"], ds)
         check_metrics_fit(s["metrics"], features, ds.modality, where)
         for model in grid["models"]:
-            if not _NAME_RE.match(str(model)):  # a recipe is a file in reference_models/: no paths
-                raise UsageError(f"{where}: model {model!r} is not a recipe name; name a recipe from `genbench ls models`")
-            recipe = load_recipe(model, ds.modality, s.get("train"))
-            family = MODELS.get(recipe.family)
+            family_name, model_hash, family, config = _model_identity(str(model), ds, ds_name, s, where)
             if ds.modality not in family.modalities:
-                raise UsageError(f"{where}: model {model!r} ({recipe.family}) cannot handle {ds.modality} data of {ds_name!r}; remove one of them")
-            chosen, own_steps = _choose_samplers(family, recipe, wanted, grid_steps, f"{where}: {model}", notes)
+                raise UsageError(f"{where}: model {model!r} ({family_name}) cannot handle {ds.modality} data of {ds_name!r}; remove one of them")
+            chosen, own_steps = _choose_samplers(family, family_name, config, wanted, grid_steps, f"{where}: {model}", notes)
             used.update(chosen)
             for sampler in chosen:
-                default = _default_steps(family, sampler, recipe.config)
+                default = _default_steps(family, sampler, config)
                 for steps in [None] if default is None else (own_steps or [default]):
-                    specs += [_spec(suite.name, s, ds_name, model, recipe, features, sampler, steps, sd) for sd in seeds]
+                    specs += [_spec(suite.name, s, ds_name, model, family_name, model_hash, features, sampler, steps, sd)
+                              for sd in seeds]
     unused = [x for x in wanted or [] if x not in used]
     if unused:
         raise UsageError(f"{where}: no model of this grid can use sampler {unused[0]!r}; remove it or add a model that supports it")
     return specs
 
 
-def _choose_samplers(family: Any, recipe: Any, wanted: list[str] | None, grid_steps: list[int] | None, who: str,
-                     notes: list[str]) -> tuple[list[str], list[int] | None]:
+def _model_identity(model: str, dataset: Any, ds_name: str, settings: dict[str, Any], where: str) -> tuple[str, str, type, dict]:
+    """(family name, hash, family class, config) of a grid's model: a recipe, or an external ``diffusers:``/``python:`` model."""
+    from genbench.external import describe_external, is_external
+    from genbench.models.base import MODELS, check_model_fits
+    from genbench.recipes import load_recipe
+
+    if is_external(model):
+        family, key, cls, shape = describe_external(model)
+        if shape != tuple(dataset.shape):
+            raise UsageError(f"{where}: model {model!r} draws samples of shape {shape}, but {dataset.name!r} holds "
+                             f"{tuple(dataset.shape)}; pair it with a dataset of its shape")
+        return family, key, cls, {}
+    if not _NAME_RE.match(model):  # a recipe is a file in reference_models/: no paths
+        raise UsageError(f"{where}: model {model!r} is not a recipe name; name a recipe from `genbench ls models`, "
+                         "or diffusers:PATH or python:MODULE:FUNCTION")
+    recipe = load_recipe(model, dataset.modality, settings.get("train"), ds_name)
+    family = MODELS.get(recipe.family)
+    if dataset.modality in family.modalities:  # (the caller refuses the other case with its own line)
+        try:  # a configuration that cannot fit the data is refused before anything is trained
+            check_model_fits(recipe.family, dataset.shape, dataset.modality, dataset.num_classes, **recipe.config)
+        except UsageError as e:
+            raise UsageError(f"{where}: recipe {model!r} cannot fit {ds_name!r}: {e}") from None
+    return recipe.family, recipe.hash, family, recipe.config
+
+
+def _choose_samplers(family: Any, family_name: str, config: dict[str, Any], wanted: list[str] | None,
+                     grid_steps: list[int] | None, who: str, notes: list[str]) -> tuple[list[str], list[int] | None]:
     """The samplers of ``wanted`` a family supports (default: its first) and the steps they take. A
     family that supports none of them runs with its own ``native`` sampler, never dropped; both that
     and steps no chosen sampler takes are noted."""
@@ -270,19 +291,19 @@ def _choose_samplers(family: Any, recipe: Any, wanted: list[str] | None, grid_st
     steps = grid_steps  # the grid's steps belong to the samplers it names
     if not chosen:
         chosen, steps = [NATIVE if NATIVE in supported else supported[0]], None
-        notes.append(f"{who} ({recipe.family}) supports none of the samplers {', '.join(wanted or [])}; "
+        notes.append(f"{who} ({family_name}) supports none of the samplers {', '.join(wanted or [])}; "
                      f"it runs with its own {chosen[0]!r} sampler")
-    if steps and all(_default_steps(family, x, recipe.config) is None for x in chosen):
-        notes.append(f"{who} ({recipe.family}) samples with {', '.join(map(repr, chosen))}, "
+    if steps and all(_default_steps(family, x, config) is None for x in chosen):
+        notes.append(f"{who} ({family_name}) samples with {', '.join(map(repr, chosen))}, "
                      f"which take(s) no steps; steps {steps} do not apply to it")
     return chosen, steps
 
 
-def _spec(suite: str, s: dict[str, Any], dataset: str, model: str, recipe: Any, features: str, sampler: str,
-          steps: int | None, seed: int) -> "RunSpec":
+def _spec(suite: str, s: dict[str, Any], dataset: str, model: str, family: str, model_hash: str, features: str,
+          sampler: str, steps: int | None, seed: int) -> "RunSpec":
     from genbench.spec import RunSpec
 
-    return RunSpec(suite=suite, dataset=dataset, model=model, family=recipe.family, recipe_hash=recipe.hash,
+    return RunSpec(suite=suite, dataset=dataset, model=model, family=family, recipe_hash=model_hash,
                    sampler=sampler, steps=steps, seed=seed, n_samples=int(s["n_samples"]),
                    n_reference=int(s["n_reference"]), metrics=tuple(s["metrics"] or ()), features=features,
                    train_split=s["train_split"], reference_split=s["reference_split"],

@@ -274,8 +274,9 @@ class BatchSizedCalls(GenerativeModel):
 
 
 def test_draw_samples_reports_the_mean_nfe_per_sample_and_the_batch_maximum():
-    x, nfe, _ = runner.draw_samples(BatchSizedCalls((2,), "points"), spec_for("nfe-test", n_samples=10),
-                                    runner.RunContext(batch_size=4))
+    drawn = runner.draw_samples(BatchSizedCalls((2,), "points"), spec_for("nfe-test", n_samples=10),
+                                runner.RunContext(batch_size=4))
+    x, nfe = drawn.x, drawn.nfe
     # batches of 4, 4 and 2 samples cost 14, 14 and 12 calls per sample
     assert x.shape == (10, 2)
     assert nfe["nfe"] == pytest.approx((14 * 4 + 14 * 4 + 12 * 2) / 10) and nfe["nfe_max"] == 14.0

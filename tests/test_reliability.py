@@ -526,7 +526,6 @@ def load_kill_trials():
     return module
 
 
-@pytest.mark.slow
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path):
     kill_trials = load_kill_trials()
     log: list[str] = []

@@ -125,3 +125,24 @@ def test_store_on_a_read_only_filesystem_can_be_read(tmp_path):
         finally:
             os.chmod(run_dir, 0o755)
     assert fids == [0.0, 1.0, 2.0]
+
+
+def test_records_of_older_numerics_are_recomputed_and_flagged(tmp_path):
+    """A record computed before a numbers fix (NUMERICS_VERSION) is not reused by a run, and every
+    table shows it with a warning until it is recomputed; the recomputed record replaces it."""
+    from genbench.report.leaderboard import collect_warnings
+    from genbench.spec import NUMERICS_VERSION, base_provenance
+
+    store = ResultsStore(tmp_path)
+    old_prov = {k: v for k, v in base_provenance("cpu").items() if k != "numerics_version"}
+    store.put(Record(spec(seed=0), OK, {"fid": 1.0}, provenance=old_prov))
+    store.put(Record(spec(seed=1), OK, {"fid": 2.0}, provenance=base_provenance("cpu")))
+    assert base_provenance("cpu")["numerics_version"] == NUMERICS_VERSION
+    assert store.done_keys() == {spec(seed=1).key}
+    df = load_results(tmp_path)
+    stale = df.set_index("seed")["warnings"]
+    assert "older genbench" in stale[0] and not isinstance(stale[1], str)
+    assert any("older genbench" in w for w in collect_warnings(store.records()))
+    store.put(Record(spec(seed=0), OK, {"fid": 1.5}, provenance=base_provenance("cpu")))
+    assert store.done_keys() == {spec(seed=0).key, spec(seed=1).key}
+    assert not any("older genbench" in w for w in collect_warnings(store.records()))

@@ -14,10 +14,12 @@ On the grid both give u back, so ``floor`` is also right for grid values.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -52,6 +54,13 @@ class Samples:
             raise UsageError("uint8 quantisation applies to images only; use --features raw for points")
         return images_to_uint8(self.x)
 
+    def content_sha256(self) -> str:
+        """sha256 of the values (shape, dtype and bytes): any change of the data gives another hash."""
+        x = self.x.detach().cpu().contiguous()
+        h = hashlib.sha256(f"{tuple(x.shape)}|{x.dtype}|".encode())
+        h.update(x.numpy().tobytes())
+        return h.hexdigest()
+
 
 ROUND = "round"  # x = u / 127.5 - 1: the 8-bit grid
 FLOOR = "floor"  # x = (u + U[0, 1)) / 128 - 1: uniformly dequantised pixels
@@ -81,6 +90,49 @@ def uint8_to_images(u: torch.Tensor) -> torch.Tensor:
     return u.float() / 127.5 - 1.0
 
 
+@dataclass(frozen=True)
+class Modality:
+    """What a kind of data owns (points, images, token sequences): the runner, ``genbench eval`` and the
+    reference cache ask it, they never branch on its name.
+
+    ``features_input(x, quantisation)`` turns a model's or a dataset's examples into what its feature
+    extractors take (images: uint8 by the named map; points and SMILES: as they are);
+    ``extractor_inputs`` are the ``input_kind`` values of the extractors that accept it;
+    ``default_features`` is the feature space ``eval`` uses when nothing else decides (for images the
+    dataset decides: ``reference.default_features``).
+    """
+
+    name: str
+    sample_type: type
+    extractor_inputs: tuple[str, ...]
+    default_features: str
+    features_input: Callable[[Any, str], Any]
+    # the default feature space takes a dataset's name (chem:moses: novelty against moses's train split)
+    features_name_dataset: bool = False
+
+    def default_features_for(self, dataset: str | None) -> str:
+        """The default feature space for data of ``dataset`` (None: a user's file)."""
+        return f"{self.default_features}:{dataset}" if dataset and self.features_name_dataset else self.default_features
+
+    def check_extractor(self, extractor, what: str) -> None:
+        """One line when ``extractor`` cannot take this modality (``what`` names the input)."""
+        if extractor.input_kind not in self.extractor_inputs:
+            raise UsageError(f"{what} holds {self.name}, but --features {extractor.name} needs {extractor.input_kind}; "
+                             f"use --features {self.default_features}")
+
+
+MODALITIES: Registry[Modality] = Registry("modality", package="genbench.data")
+MODALITIES.register(POINTS, Modality(POINTS, Samples, ("points",), "raw", lambda x, quantisation: x),
+                    description="float N x D points or feature vectors")
+MODALITIES.register(IMAGES, Modality(IMAGES, Samples, ("images", "points"), "inception",
+                                     lambda x, quantisation: images_to_uint8(x, quantisation)),
+                    description="float N x C x H x W in [-1, 1], uint8 for the extractors")
+
+
+def get_modality(name: str) -> Modality:
+    return MODALITIES.get(name)
+
+
 class Dataset(ABC):
     """A registered dataset. Instances are cheap; ``load`` does the I/O."""
 
@@ -98,6 +150,13 @@ class Dataset(ABC):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor | None:
         """Exact log-density in nats per example where it is analytic, else None."""
+        return None
+
+    def modes(self) -> tuple[torch.Tensor, float] | None:
+        """(centres [K, D], std) of an equal-weight isotropic Gaussian mixture, where the dataset is one, else None.
+
+        The toy mode metrics (modes captured, high-quality share) read them.
+        """
         return None
 
     def check_split(self, split: str) -> str:

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from genbench.data.base import IMAGES, POINTS, Samples, parse_dataset_ref, uint8_to_images
+from genbench.data.smiles import SMILES_SUFFIXES, read_smiles_file
 from genbench.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ ARRAY_KEYS = ("images", "x", "features", "arr_0")
 LABEL_KEYS = ("labels", "y")
 DATASET_PREFIX = "dataset:"
 ACCEPTED_INPUTS = (
-    "a folder of images (png/jpg/jpeg/bmp/webp), an .npz or .npy file, "
+    "a folder of images (png/jpg/jpeg/bmp/webp), an .npz or .npy file, a SMILES file (.smi/.txt/.csv), "
     "or dataset:NAME[:SPLIT] (e.g. dataset:mnist5k:test; `genbench ls datasets` lists names)"
 )
 GREY_MODES = ("1", "L", "LA", "La")
@@ -80,6 +81,8 @@ def load_input(ref: str, data_root: Path | None = None, *, workers: int | None =
         return load_image_folder(path, workers)
     if path.suffix.lower() in ARRAY_SUFFIXES:
         return load_array_file(path)
+    if path.suffix.lower() in SMILES_SUFFIXES and path.is_file():
+        return read_smiles_file(path)
     if not path.exists():
         if _dataset_hint(ref):  # NAME[:SPLIT] without the prefix, as `genbench stats` takes it
             dataset, split = parse_dataset_ref(ref, default_split="test")

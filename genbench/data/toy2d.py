@@ -54,6 +54,10 @@ class GaussianMixture(Toy2D):
         idx = rng.integers(len(c), size=n)
         return c[idx] + self.std * rng.standard_normal((n, 2))
 
+    def modes(self) -> tuple[torch.Tensor, float]:
+        """The mixture's centres [K, 2] (float64) and its per-coordinate standard deviation."""
+        return torch.as_tensor(self.centres(), dtype=torch.float64), float(self.std)
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         c = torch.as_tensor(self.centres(), dtype=torch.float64)
         # [N, K] squared distances to each centre

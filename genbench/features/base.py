@@ -31,6 +31,9 @@ class FeatureExtractor(ABC):
     input_kind: ClassVar[str] = "images"  # "images" (uint8 NCHW) or "points" (float N x D)
     feature_keys: ClassVar[tuple[str, ...]] = (POOL,)
     preprocessing: ClassVar[str] = "v1"
+    # the feature space's name in metric keys (fd_dinov2, kid_mean_dinov2; metrics.base.space_key);
+    # None keeps the keys of the Inception-era metrics (fid, kid_mean, ...)
+    space: ClassVar[str | None] = None
 
     weights_sha256: str | None = None
     standard: bool = True  # False when the weights are not the published ones

@@ -45,6 +45,8 @@ class MetricOptions:
     bootstrap: int = 0  # half-sampling replicates for confidence intervals (0: none); see bootstrap.py
     ci_level: float = 0.95
     fd_inf_points: int = 15  # number of n values for FD-infinity
+    mode_min_share: float = 0.008  # a mode is captured with >= this share of samples (PacGAN: 20 of 2,500)
+    mode_radius_stds: float = 3.0  # high quality: within this many standard deviations of a mode (VEEGAN)
     device: str = "cpu"
     chunk_size: int = 10_000  # rows per block in k-NN distance computations
     # precision/recall/density/coverage on min(n1, n2) samples of each set, the larger set
@@ -73,6 +75,15 @@ ComputeFn = Callable[[torch.Tensor, "torch.Tensor | None", MetricOptions], "tupl
 # that can run from precomputed reference statistics (FID from {"mu", "sigma"}).
 StatsComputeFn = Callable[[torch.Tensor, dict, MetricOptions], "tuple[dict[str, float], dict]"]
 
+# Entries of a feature mapping that are not features: what the generated samples were asked for, or
+# what the dataset knows about its reference set. A metric names those it reads in ``Metric.extras``
+# ("fake.labels", "real.mode_centres", ...) and receives them as ``compute(..., extras={name: tensor})``.
+LABELS = "labels"  # [N] int64: the class each generated sample was asked for / each reference example's class
+MODE_CENTRES = "mode_centres"  # reference only, [K, D]: centres of a Gaussian-mixture dataset's modes
+MODE_STD = "mode_std"  # reference only, [1]: their common (isotropic) standard deviation
+EXTRA_KEYS = frozenset({LABELS, MODE_CENTRES, MODE_STD})
+PER_SAMPLE_EXTRAS = frozenset({LABELS})  # one row per sample: sliced with their set (halves, equal-n subsamples)
+
 # Reserved entries of a compute function's info dict, which evaluate_features moves elsewhere:
 INFO_WARNINGS = "warnings"  # list[str] -> MetricResult.warnings
 
@@ -90,6 +101,7 @@ class Metric:
     description: str = ""
     compute_from_stats: StatsComputeFn | None = None
     default: bool = True  # part of "all that the features allow" (fd_inf is opt-in)
+    extras: tuple[str, ...] = ()  # non-feature entries it reads, "fake.<key>" or "real.<key>" (EXTRA_KEYS)
     # half-sampling replicates for intervals: None leaves the metric without one (fd_inf);
     # ``replicate``/``replicate_from_stats`` default to compute/compute_from_stats and may be a
     # faster computation of the same values
@@ -97,6 +109,10 @@ class Metric:
     replicate: ComputeFn | None = None
     replicate_from_stats: StatsComputeFn | None = None
     equal_n: bool = False  # a k-NN metric, evaluated at equal n when options.knn_equal_n
+    min_n: int = 2  # fewest feature rows it is defined on (fewer: UndefinedMetric)
+    # undefined on some real inputs (no valid molecule): left out with a warning even when
+    # options.on_undefined is "raise", since such a set is a result, not a mistake
+    may_be_undefined: bool = False
 
 
 METRICS: Registry[Metric] = Registry("metric", package="genbench.metrics")
@@ -118,18 +134,48 @@ def register_key(
 
 
 def register_group(
-    group: str, keys: tuple[MetricKey, ...], compute: ComputeFn, needs: str = "pool", equal_n: bool = False
+    group: str, keys: tuple[MetricKey, ...], compute: ComputeFn, needs: str = "pool", equal_n: bool = False,
+    extras: tuple[str, ...] = (),
 ) -> None:
     """One metric per key (named as the key), all computed by one call of ``compute`` per evaluation."""
     for mk in keys:
         METRICS.register(mk.key, Metric(name=mk.key, keys=(mk.key,), needs=needs, needs_reference=True,
                                         compute=compute, group=group, description=mk.description,
-                                        equal_n=equal_n))
+                                        equal_n=equal_n, extras=extras))
+
+
+def split_space(key: str) -> tuple[str, str | None]:
+    """(base key, feature space) of a result key: ``fd_dinov2`` -> ("fid", "dinov2"), ``fid`` -> ("fid", None)."""
+    METRICS.names()  # make sure every metric module has registered its keys
+    if key in KEYS:
+        return key, None
+    base, _, space = ("fd_sfid" if key == "sfid" else key).rpartition("_")
+    base = "fid" if base == "fd" else base
+    return (base, space) if base in KEYS and space else (key, None)
 
 
 def metric_key(key: str) -> MetricKey | None:
-    METRICS.names()  # make sure every metric module has registered its keys
-    return KEYS.get(key)
+    """The key's meaning; a key named in a feature space (``fd_dinov2``, ``kid_mean_clip``) has its base key's."""
+    base, space = split_space(key)
+    if base not in KEYS:
+        return None
+    mk = KEYS[base]
+    if space is None:
+        return mk
+    return MetricKey(key, mk.higher_is_better, f"{mk.description} in {space} features", mk.bias_corrected, mk.bounds)
+
+
+def space_key(key: str, space: str | None) -> str:
+    """A result key named in feature space ``space`` (None: Inception, where FID is FID).
+
+    An FD in DINOv2 space is ``fd_dinov2``, never ``fid``; every other key gains the suffix
+    (``kid_mean_dinov2``, ``precision_dinov2``, ``vendi_dinov2``), so that a number keeps the name
+    of its space in JSON, the store and every table."""
+    if not space:
+        return key
+    if key == "fid":
+        return "sfid" if space == "sfid" else f"fd_{space}"  # sFID keeps its published name
+    return f"{key}_{space}"
 
 
 # Keys that do not come from features: likelihood and cost, filled in by the runner.

@@ -16,6 +16,7 @@ size used, k of the k-NN metrics, ...); ``result.warnings`` collects what a read
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
@@ -25,7 +26,9 @@ import dataclasses
 
 from genbench.metrics import neighbours
 from genbench.metrics.base import (
+    EXTRA_KEYS,
     INFO_WARNINGS,
+    PER_SAMPLE_EXTRAS,
     KEYS,
     METRICS,
     Metric,
@@ -33,13 +36,20 @@ from genbench.metrics.base import (
     MetricResult,
     UndefinedMetric,
     metric_key,
+    space_key,
 )
 from genbench.metrics.bootstrap import CI_METHOD, half_indices, half_sampling_interval, interval_warning
 
 
-def default_metrics(feature_keys: set[str]) -> list[str]:
-    """All default metrics the given feature keys allow (IS only with logits; fd_inf is opt-in)."""
-    return [e.name for e in METRICS.entries() if e.obj.default and e.obj.needs in feature_keys]
+def default_metrics(feature_keys: set[str], reference_keys: set[str] | None = None) -> list[str]:
+    """All default metrics the given feature keys allow (IS only with logits; fd_inf is opt-in).
+
+    A metric that reads extras (``Metric.extras``: labels, mode centres) is included only when
+    they are present: "fake.<key>" in ``feature_keys``, "real.<key>" in ``reference_keys``.
+    """
+    have = {f"fake.{k}" for k in feature_keys} | {f"real.{k}" for k in reference_keys or ()}
+    return [e.name for e in METRICS.entries()
+            if e.obj.default and e.obj.needs in feature_keys and set(e.obj.extras) <= have]
 
 
 def higher_is_better(key: str) -> bool:
@@ -77,16 +87,18 @@ def resolve_metrics(names: list[str]) -> list[Metric]:
     return [METRICS.get(name) for name in dict.fromkeys(names)]
 
 
-def feature_matrix(features: Mapping[str, torch.Tensor], key: str, which: str) -> torch.Tensor:
-    """features[key] checked to be a finite [N, D] tensor."""
+def feature_matrix(features: Mapping[str, torch.Tensor], key: str, which: str, min_n: int = 2) -> torch.Tensor:
+    """features[key] checked to be a finite [N, D] tensor with N >= min_n (fewer: UndefinedMetric)."""
     if key not in features:
         raise UsageError(
             f"the {which} features hold {sorted(features) or 'nothing'} but a metric needs {key!r}; "
             f"use a feature extractor that returns {key!r} (inception does) or drop that metric."
         )
     x = torch.as_tensor(features[key])
-    if x.ndim != 2 or len(x) < 2:
-        raise UsageError(f"{which} {key!r} features must be [N, D] with N >= 2 (got shape {tuple(x.shape)}).")
+    if x.ndim != 2:
+        raise UsageError(f"{which} {key!r} features must be [N, D] (got shape {tuple(x.shape)}).")
+    if len(x) < min_n:
+        raise UndefinedMetric(f"{which} {key!r} features must be [N, D] with N >= {min_n} (got shape {tuple(x.shape)}).")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise UsageError(f"{which} {key!r} features contain NaN or inf; check the samples and the extractor.")
     return x
@@ -102,12 +114,38 @@ def group_metrics(metrics: list[Metric]) -> list[list[Metric]]:
 
 @dataclasses.dataclass
 class GroupInputs:
-    """What one group of metrics is computed on: generated x [N1, D] and reference y [N2, D] or statistics."""
+    """What one group of metrics is computed on: generated x [N1, D] and reference y [N2, D] or statistics,
+    and the extras its metrics read ({"fake.labels": [N1], "real.mode_centres": [K, D], ...})."""
 
     x: torch.Tensor
     y: torch.Tensor | None
     stats: Mapping | None
     info: dict
+    extras: dict = dataclasses.field(default_factory=dict)
+
+
+def metric_extras(metric: Metric, fake: Mapping, real: Mapping | None, device) -> dict[str, torch.Tensor]:
+    """The extras ``metric`` reads ("fake.labels", "real.mode_centres", ...), or a one-line error naming the missing one."""
+    out = {}
+    for name in metric.extras:
+        side, _, key = name.partition(".")
+        source = fake if side == "fake" else real
+        if source is None or key not in source:
+            who = "the generated samples carry no class labels (only class-conditional models are sampled with labels)" \
+                if name == "fake.labels" else f"the reference set provides no {key!r}"
+            raise UsageError(f"metric {metric.name!r} needs {name}, but {who}; drop {metric.name!r} from the metrics")
+        out[name] = torch.as_tensor(source[key]).to(device)
+    return out
+
+
+def take_rows(inputs: GroupInputs, fake_rows: torch.Tensor | None, real_rows: torch.Tensor | None, info: dict) -> GroupInputs:
+    """The rows ``fake_rows`` of x and ``real_rows`` of y (None: all), with their per-sample extras."""
+    def rows(t, idx):
+        return t if t is None or idx is None else t[idx.to(t.device)]
+
+    extras = {name: rows(t, fake_rows if name.startswith("fake.") else real_rows)
+              if name.partition(".")[2] in PER_SAMPLE_EXTRAS else t for name, t in inputs.extras.items()}
+    return GroupInputs(rows(inputs.x, fake_rows), rows(inputs.y, real_rows), inputs.stats, info, extras)
 
 
 def group_inputs(members, fake, real, real_stats, options, device, memo: dict) -> GroupInputs:
@@ -117,29 +155,36 @@ def group_inputs(members, fake, real, real_stats, options, device, memo: dict) -
     density/coverage see the same subsample and the reference k-NN search can run once).
     """
     metric = members[0]
-    key = (metric.needs, metric.equal_n and options.knn_equal_n)
-    if key in memo:
-        return memo[key]
-    x = feature_matrix(fake, metric.needs, "generated").to(device)
+    if metric.extras:  # not shared: the inputs carry this metric's extras
+        inputs = group_inputs_plain(metric, fake, real, real_stats, options, device)
+        inputs.extras = metric_extras(metric, fake, real, device)
+        return inputs
+    key = (metric.needs, metric.equal_n and options.knn_equal_n, metric.needs_reference, metric.min_n)
+    if key not in memo:
+        memo[key] = group_inputs_plain(metric, fake, real, real_stats, options, device)
+    return memo[key]
+
+
+def group_inputs_plain(metric: Metric, fake, real, real_stats, options, device) -> GroupInputs:
+    """The checked feature matrices of ``metric``'s group (at equal n for k-NN metrics when asked)."""
+    x = feature_matrix(fake, metric.needs, "generated", metric.min_n).to(device)
     if not metric.needs_reference:
-        memo[key] = GroupInputs(x, None, None, {})
-    elif real is not None and metric.needs in real:
-        y = feature_matrix(real, metric.needs, "reference").to(device)
+        return GroupInputs(x, None, None, {})
+    if real is not None and metric.needs in real:
+        y = feature_matrix(real, metric.needs, "reference", metric.min_n).to(device)
         if y.shape[1] != x.shape[1]:
             raise UsageError(
                 f"generated {metric.needs!r} features have {x.shape[1]} dimensions, reference "
                 f"{y.shape[1]}; extract both with the same feature extractor."
             )
-        memo[key] = equal_n(x, y, options) if key[1] else GroupInputs(x, y, None, {})
-    elif real_stats is not None and metric.compute_from_stats is not None:
-        memo[key] = GroupInputs(x, None, real_stats, {})
-    else:
-        raise UsageError(
-            f"metric {metric.name!r} needs reference {metric.needs!r} features"
-            + (" (reference statistics serve only FID and fd_inf)" if real_stats is not None else "")
-            + "; pass the reference set's features."
-        )
-    return memo[key]
+        return equal_n(x, y, options) if metric.equal_n and options.knn_equal_n else GroupInputs(x, y, None, {})
+    if real_stats is not None and metric.compute_from_stats is not None:
+        return GroupInputs(x, None, real_stats, {})
+    raise UsageError(
+        f"metric {metric.name!r} needs reference {metric.needs!r} features"
+        + (" (reference statistics serve only FID and fd_inf)" if real_stats is not None else "")
+        + "; pass the reference set's features."
+    )
 
 
 def equal_n(x: torch.Tensor, y: torch.Tensor, options: MetricOptions) -> GroupInputs:
@@ -157,6 +202,8 @@ def compute_group(members: list[Metric], inputs: GroupInputs, options: MetricOpt
         fn = (metric.replicate_from_stats if replicate else None) or metric.compute_from_stats
         return fn(inputs.x, inputs.stats, options)
     fn = (metric.replicate if replicate else None) or metric.compute
+    if metric.extras:
+        return fn(inputs.x, inputs.y, options, extras=inputs.extras)
     return fn(inputs.x, inputs.y, options)
 
 
@@ -172,9 +219,9 @@ def unequal_n_warning(n1: int, n2: int | None, keys: list[str]) -> list[str]:
 
 
 def sample_sizes(fake: Mapping, real: Mapping | None, real_stats: Mapping | None) -> dict:
-    n1 = len(next(iter(fake.values()))) if fake else 0
+    n1 = next((len(v) for k, v in fake.items() if k not in EXTRA_KEYS), 0)
     if real:
-        n2 = len(next(iter(real.values())))
+        n2 = next((len(v) for k, v in real.items() if k not in EXTRA_KEYS), None)
     else:
         n2 = int(real_stats["n"]) if real_stats is not None and "n" in real_stats else None
     return {"n1": n1, "n2": n2}
@@ -186,12 +233,35 @@ def evaluate_features(
     real: dict[str, torch.Tensor] | None,
     options: MetricOptions = MetricOptions(),
     real_stats: dict | None = None,
+    space: str | None = None,
 ) -> MetricResult:
     """Compute the metrics ``names`` on generated features ``fake`` against ``real`` (or ``real_stats``).
 
-    fake/real map feature keys ("pool", "logits") to [N, D] tensors; ``real_stats`` may hold
+    fake/real map feature keys ("pool", "logits") to [N, D] tensors, and may carry extras
+    (``labels`` [N], reference ``mode_centres`` [K, D] and ``mode_std``) for the metrics that read
+    them (``Metric.extras``); ``real_stats`` may hold
     precomputed {"mu", "sigma"[, "n"]} for FID and fd_inf when reference features are absent.
+    ``space`` (the extractor's ``space``, e.g. "dinov2") names the result keys in that feature
+    space (``fd_dinov2``, ``kid_mean_dinov2``; see ``space_key``); None keeps Inception's names.
     """
+    result = _evaluate_features(names, fake, real, options, real_stats)
+    return name_space(result, space) if space else result
+
+
+def name_space(result: MetricResult, space: str) -> MetricResult:
+    """``result`` with every metric key (values, intervals, their bias in info) named in ``space``."""
+    rename = {k: space_key(k, space) for k in result.values}
+    info = {(rename[k[:-5]] + "_bias" if k.endswith("_bias") and k[:-5] in rename else k): v
+            for k, v in result.info.items()}
+    # warnings name the metric as computed ("FID: n1=16 ... rank-deficient", "kid_mean: ..."): name it in the space
+    words = {**rename, "FID": rename.get("fid", space_key("fid", space))}
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")\b")
+    warnings = [pattern.sub(lambda m: words[m.group(1)], w) for w in result.warnings]
+    return MetricResult({rename[k]: v for k, v in result.values.items()},
+                        {rename.get(k, k): v for k, v in result.ci.items()}, {**info, "space": space}, warnings)
+
+
+def _evaluate_features(names, fake, real, options, real_stats) -> MetricResult:
     device = check_options(options)
     groups = group_metrics(resolve_metrics(names))
     result = MetricResult(info={**sample_sizes(fake, real, real_stats), "device": str(device), "seed": options.seed})
@@ -203,7 +273,7 @@ def evaluate_features(
                 inputs = group_inputs(members, fake, real, real_stats, options, device, memo)
                 values, info = compute_group(members, inputs, options)
             except UndefinedMetric as e:
-                if options.on_undefined == "raise":
+                if options.on_undefined == "raise" and not members[0].may_be_undefined:
                     raise
                 result.warnings.append(f"{str(e)} ({', '.join(k for m in members for k in m.keys)} left undefined)")
                 continue
@@ -292,6 +362,6 @@ def clip(interval: tuple[float, float], bounds: tuple[float | None, float | None
 
 def halve(inputs: GroupInputs, generator: torch.Generator) -> GroupInputs:
     """Half of each set, drawn without replacement (the reference statistics, if that is all there is, kept)."""
-    x = inputs.x[half_indices(len(inputs.x), generator).to(inputs.x.device)]
-    y = None if inputs.y is None else inputs.y[half_indices(len(inputs.y), generator).to(inputs.y.device)]
-    return GroupInputs(x, y, inputs.stats, {})
+    fake_rows = half_indices(len(inputs.x), generator)
+    real_rows = None if inputs.y is None else half_indices(len(inputs.y), generator)
+    return take_rows(inputs, fake_rows, real_rows, {})

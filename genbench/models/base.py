@@ -11,12 +11,20 @@ Contract (tested for every registered family in tests/test_model_contract.py):
   log_likelihood(x, noise)                 -> nats per example (kind in ``likelihood_kind``)
   default_steps(sampler, config)           -> steps when a suite names none (may read the recipe's config)
   sample_quantisation                      -> how image samples go back to 8 bits: "round" or "floor"
+A class-conditional family sets ``conditional = True``: it trains on the dataset's labels and
+samples sample i of ``noise`` from class ``noise.labels[i]`` (``class_labels``); the runner asks
+for balanced labels (``seeding.balanced_labels``) and keeps them with the samples for the
+metrics that need them (intra-FID, class consistency).
+A configuration that cannot fit the data (an image size an upsampling stack cannot reach, no
+labels for a conditional family) is refused by the classmethod ``check_fits``, which suites call
+for every cell before anything is trained (``check_model_fits``).
 Checkpoints are ``<stem>.safetensors`` + ``<stem>.json`` (family, config, data shape):
 no pickle, so an untrusted checkpoint cannot run code.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -61,8 +69,9 @@ class GenerativeModel(nn.Module, ABC):
     """Base class of every model family."""
 
     family: ClassVar[str] = ""
-    likelihood_kind: ClassVar[str | None] = None  # "exact", "elbo", "vlb", "ode" or None
+    likelihood_kind: ClassVar[str | None] = None  # "exact", "elbo", "iwae-<k>", "vlb", "ode" or None
     modalities: ClassVar[tuple[str, ...]] = ("points", "images")
+    conditional: ClassVar[bool] = False  # samples one given class per sample (noise.labels)
     # How the runner maps image samples in [-1, 1] back to 8-bit levels for the feature extractors
     # (``genbench.data.base.images_to_uint8``): the inverse of the map that made the training data.
     # "round" for a family trained on the grid u / 127.5 - 1; "floor" for one trained on uniformly
@@ -76,11 +85,50 @@ class GenerativeModel(nn.Module, ABC):
         self.modality = modality
         self.num_classes = num_classes
         self.config = dict(config)
+        if self.conditional:
+            self.check_fits(self.data_shape, modality, num_classes, self.config)
+
+    @classmethod
+    def check_fits(cls, data_shape: tuple[int, ...], modality: str, num_classes: int | None, config: dict[str, Any]) -> None:
+        """Raise UsageError, naming the constraint, when a configuration cannot fit data of this shape.
+
+        Called before training for every cell of a suite (cheap: no network is built); a family with
+        constraints on the data (image sizes an upsampling stack reaches, labels) overrides it and calls
+        it from its constructor too.
+        """
+        if cls.conditional and not num_classes:
+            raise UsageError(f"model family {cls.family!r} is class-conditional and needs a dataset with class labels; "
+                             "use a labelled dataset (digits, mnist5k, fashion-mnist, ...) or an unconditional family")
+
+    def class_labels(self, noise: SeededNoise) -> torch.Tensor:
+        """The class each sample of ``noise`` is asked for: [N] int64 on the model's device (conditional families)."""
+        if noise.labels is None:
+            raise UsageError(f"model family {self.family!r} is class-conditional: give one label per sample "
+                             "(SeededNoise.for_run(..., num_classes=C) asks for balanced classes)")
+        y = noise.labels
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= int(self.num_classes or 0)):
+            raise UsageError(f"class labels must lie in 0..{int(self.num_classes or 0) - 1}; got {int(y.min())}..{int(y.max())}")
+        return y.to(self.device)
+
+    def training_labels(self, data: Samples) -> torch.Tensor:
+        """The dataset's labels [N] int64 (conditional families), or a one-line error when it has none."""
+        if data.y is None:
+            raise UsageError(f"model family {self.family!r} is class-conditional but the training data have no labels; "
+                             "use a labelled dataset")
+        return data.y.long()
 
     @classmethod
     def supported_samplers(cls) -> list[str]:
         """Sampler names this family can be sampled with (``native`` unless overridden)."""
         return [NATIVE]
+
+    @classmethod
+    def check_config(cls, data_shape: tuple[int, ...], modality: str, config: dict[str, Any], where: str = "") -> None:
+        """Raise a one-line UsageError when ``config`` cannot fit data of this shape (checked before training).
+
+        Families with shape constraints (a multi-scale flow's squeezes) override this and call it
+        from ``__init__`` too; suite expansion calls it for every recipe x dataset.
+        """
 
     @classmethod
     def default_steps(cls, sampler: str, config: Mapping[str, Any] | None = None) -> int | None:
@@ -135,6 +183,26 @@ def build_model(family: str, data_shape: tuple[int, ...], modality: str, num_cla
         return cls(data_shape, modality, num_classes, **config)
     except TypeError as e:
         raise UsageError(f"bad configuration for model family {family!r}: {e}") from None
+
+
+def check_model_fits(family: str, data_shape: tuple[int, ...], modality: str, num_classes: int | None = None,
+                     **config: Any) -> None:
+    """Refuse (UsageError) a recipe that cannot fit the data, before anything is built or trained.
+
+    Cheap by design (suites call it for every grid cell): the family must handle the modality, the
+    configuration's keys must be constructor arguments, and the family's ``check_fits`` must accept
+    the data's shape and labels.
+    """
+    cls = MODELS.get(family)
+    if modality not in cls.modalities:
+        raise UsageError(f"model family {family!r} does not handle {modality} data (it handles: {', '.join(cls.modalities)})")
+    try:
+        inspect.signature(cls.__init__).bind(None, tuple(data_shape), modality, num_classes, **config)
+    except TypeError as e:
+        raise UsageError(f"bad configuration for model family {family!r}: {e}") from None
+    shape = tuple(int(s) for s in data_shape)
+    cls.check_fits(shape, modality, num_classes, dict(config))  # labels, upsampling plans (GANs, VAE)
+    cls.check_config(shape, modality, dict(config))  # squeezes, palettes (flows, autoregressive)
 
 
 def save_checkpoint(model: GenerativeModel, stem: Path, extra: dict[str, Any] | None = None) -> None:

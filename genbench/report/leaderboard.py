@@ -22,10 +22,11 @@ from typing import Any, Iterable
 import pandas as pd
 
 from genbench.cache import UnwritableError, WriteFailure, atomic_write_bytes, content_key
-from genbench.spec import OK, Record
+from genbench.spec import OK, Record, record_warnings
 
-COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "bpd", "nll",
-                "nfe", "sample_s_per_1k", "train_s")
+COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "cmmd", "vendi",
+                "authpct", "nn_ratio", "intra_fid", "class_consistency", "modes_captured", "high_quality", "mode_kl",
+                "bpd", "nll", "nfe", "sample_s_per_1k", "train_s")
 PAIRED_STD = {"kid_mean": "kid_std", "is_mean": "is_std"}
 HIDDEN = set(PAIRED_STD.values())
 LIKELIHOOD_KEYS = ("bpd", "nll")
@@ -110,7 +111,7 @@ def feature_space(rec: Record) -> str:
 
 def row_of_record(rec: Record) -> Row:
     s, p = rec.spec, rec.provenance
-    warnings = [w for w in rec.info.get("warnings") or [] if isinstance(w, str)]
+    warnings = record_warnings(rec)
     return Row(s.dataset, feature_space(rec), s.model, s.family, s.sampler, s.steps, [s.seed],
                {k: v for k, v in rec.metrics.items() if _is_number(v)}, ci=dict(rec.ci), warnings=warnings,
                n_fake=p.get("n_fake"), n_real=p.get("n_real"), kid_subset_size=rec.info.get("kid_subset_size"),
@@ -282,9 +283,21 @@ def collect_warnings(records_or_df: Iterable[Record] | pd.DataFrame, max_labels:
 
 
 def metric_columns(rows: list[Row]) -> list[str]:
-    present = {k for r in rows for k in r.metrics} - HIDDEN
-    ordered = [k for k in COLUMN_ORDER if k in present]
+    """Metric columns in COLUMN_ORDER; keys named in a feature space (fd_dinov2) where their base key goes."""
+    from genbench.metrics.base import split_space
+
+    present = {k for r in rows for k in r.metrics if split_space(k)[0] not in HIDDEN}
+    rank = {k: i for i, k in enumerate(COLUMN_ORDER)}
+    ordered = sorted((k for k in present if split_space(k)[0] in rank), key=lambda k: (rank[split_space(k)[0]], k))
     return ordered + sorted(present - set(ordered))
+
+
+def paired_std(key: str) -> str | None:
+    """The std key shown beside ``key``: kid_std for kid_mean, kid_std_dinov2 for kid_mean_dinov2."""
+    from genbench.metrics.base import space_key, split_space
+
+    base, space = split_space(key)
+    return space_key(PAIRED_STD[base], space) if base in PAIRED_STD else None
 
 
 def sort_metric(dataset: str, rows: list[Row], primary: str) -> str:
@@ -298,7 +311,13 @@ def sort_metric(dataset: str, rows: list[Row], primary: str) -> str:
         best = max(count, key=lambda k: count[k])
         if count[best]:
             return best
-    return primary if primary in have else ("fid" if "fid" in have else primary)
+    if primary in have:
+        return primary
+    # no FID: the Frechet distance of the table's feature space (fd_dinov2, sfid), if any
+    from genbench.metrics.base import split_space
+
+    fds = sorted(k for k in have if split_space(k)[0] == split_space(primary)[0])
+    return "fid" if "fid" in have else (fds[0] if fds else primary)
 
 
 def is_points(dataset: str, rows: list[Row]) -> bool:
@@ -334,7 +353,7 @@ def cell(row: Row, key: str) -> str:
         if key in row.seed_std:
             text += f" ± {fmt_spread(row.seed_std[key])}"
         return text
-    paired = PAIRED_STD.get(key)
+    paired = paired_std(key)
     if paired in row.metrics and not (key == "kid_mean" and kid_has_no_spread(row)):
         text += f" ± {fmt(row.metrics[paired])}"
     if key in row.ci:

@@ -32,18 +32,22 @@ class Sampler:
     kind: str  # "diffusion" (pure function over a denoiser), "native", or a family's own kind
     stochastic: bool
     description: str
+    adaptive: bool = False  # step sizes chosen by the solver for the whole batch (steps set its tolerance)
+    # optional step schedule of its own, (model, steps) -> schedule (e.g. a vp sampler that follows a scheduler)
+    timesteps: Callable | None = None
 
 
 # model families may register samplers of their own kind (consistency, langevin) in their modules
 SAMPLERS: Registry[Sampler] = Registry("sampler", package=("genbench.samplers", "genbench.models"))
 
 
-def register_sampler(name: str, kind: str = "diffusion", stochastic: bool = False, description: str = ""):
-    """Decorator: register a sampler function under ``name``."""
+def register_sampler(name: str, kind: str = "diffusion", stochastic: bool = False, description: str = "",
+                     timesteps: Callable | None = None, adaptive: bool = False):
+    """Decorator: register a sampler function under ``name`` (``timesteps``: its own step schedule, if any)."""
 
     def add(fn: SamplerFn) -> SamplerFn:
         doc = description or (fn.__doc__ or "").strip().splitlines()[0]
-        SAMPLERS.register(name, Sampler(name, fn, kind, stochastic, doc), description=doc)
+        SAMPLERS.register(name, Sampler(name, fn, kind, stochastic, doc, adaptive=adaptive, timesteps=timesteps), description=doc)
         return fn
 
     return add

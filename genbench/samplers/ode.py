@@ -21,7 +21,7 @@ LIKELIHOOD_RTOL = 1e-5
 LIKELIHOOD_ATOL = 1e-5
 
 
-@register_sampler("ode", stochastic=False)
+@register_sampler("ode", stochastic=False, adaptive=True)
 def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: SeededNoise | None = None,
                rtol: float = SAMPLE_RTOL, atol: float = SAMPLE_ATOL) -> torch.Tensor:
     """Adaptive Dormand-Prince 5(4) (torchdiffeq ``dopri5``) on the probability-flow ODE (Song et al. 2021, Sec. 4.3).

@@ -23,7 +23,8 @@ LossFn = Callable[[torch.Tensor], torch.Tensor]  # minibatch -> scalar loss
 
 
 def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
-    """Re-initialise every Linear/Conv like torch's default (Kaiming-uniform, a=sqrt(5)), from ``generator``.
+    """Re-initialise every Linear/Conv like torch's default (Kaiming-uniform, a=sqrt(5)), and every
+    Embedding (N(0, 1)), from ``generator``.
 
     Modules marked ``zero_init`` (output layers that start at zero) stay zero; norms get (1, 0).
     """
@@ -36,6 +37,8 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
         elif isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)) and m.weight is not None:
             m.weight.data.fill_(1.0)
             m.bias.data.zero_()
+        elif isinstance(m, nn.Embedding):  # torch's default N(0, 1)
+            m.weight.data.copy_(torch.randn(m.weight.shape, generator=generator))
 
 
 def _init_like_torch(m: nn.Module, generator: torch.Generator) -> None:
