@@ -117,7 +117,8 @@ def run(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Directory holding dataset files (Fashion-MNIST idx.gz, torchvision sets)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Feature-extractor weights file (e.g. Inception for FID)."),
     rerun: bool = typer.Option(False, "--rerun", help="Recompute specs already stored as ok."),
-    executor: Executor = typer.Option(Executor.local, "--executor", help="Where specs run: local, or ray (pip install 'genbench[ray]'; $RAY_ADDRESS for a cluster)."),
+    executor: Executor = typer.Option(Executor.local, "--executor", help="Where specs run: local, or ray (pip install 'genbench[ray]'): one Ray task per spec."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: the cluster to join, e.g. ray://HOST:10001 or HOST:6379 [default: $RAY_ADDRESS, else a local Ray]."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-spec lines; notes, failures, warnings and the summary only."),
     log_json: Optional[Path] = typer.Option(None, "--log-json", help="Append one JSON object per stage of each spec to FILE (spec_started, trained, sampled, evaluated, failed, skipped, reused)."),
@@ -129,7 +130,7 @@ def run(
         raise UsageError("give --seed or --seeds, not both (--seeds 0,1,2 runs every seed)")
     summary = run_suite(suite, out=out, device=device, seed=seed, seeds=parse_seeds(seeds), publish=publish,
                         cache_dir=cache, data_root=data_root, weights=weights, progress=progress, rerun=rerun,
-                        executor=executor.value, quiet=quiet, log_json=log_json)
+                        executor=executor.value, quiet=quiet, log_json=log_json, address=address)
     for w in summary.warnings:
         typer.echo(f"warning: {w}", err=True)
     typer.echo(f"{summary.suite}: {summary.count('ok')} ok, {summary.count('failed')} failed, "

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genbench import cache
-from genbench.executors import check_executor, run_with
+from genbench.errors import UsageError
+from genbench.executors import Executor, check_executor, run_with
 from genbench.progress import EventLog, Reporter
 from genbench.runner import RunContext, check_run_inputs, pending_specs, resolve_device
 from genbench.spec import Record
@@ -40,14 +41,17 @@ def run_suite(suite: str | Suite = "default", out: Path | str | None = None, dev
               publish: bool = False, cache_dir: Path | str | None = None, data_root: Path | str | None = None,
               weights: Path | str | None = None, progress: bool = True, rerun: bool = False,
               executor: str = "local", publish_dir: Path | str = "leaderboards", seeds: list[int] | None = None,
-              quiet: bool = False, log_json: Path | str | None = None) -> RunSummary:
+              quiet: bool = False, log_json: Path | str | None = None, address: str | None = None) -> RunSummary:
     """Run a suite end to end: expand, train/load, sample, evaluate, store, write the leaderboard.
 
     ``seeds`` (``--seeds``) or ``seed`` (``--seed``) replace the seeds of every grid; each seed trains
     and samples on its own. The leaderboard shows every record of the store in ``out``, so runs of
-    other seeds kept there stay on it.
+    other seeds kept there stay on it. ``executor="ray"`` runs each spec as a Ray task on the cluster at
+    ``address`` (or ``$RAY_ADDRESS``; a local Ray without either).
     """
     executor = check_executor(executor)
+    if address and executor is not Executor.ray:
+        raise UsageError("--address is the Ray cluster's address: it needs --executor ray")
     if cache_dir is not None:
         cache.set_cache_dir(cache_dir)
     s = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -68,7 +72,7 @@ def run_suite(suite: str | Suite = "default", out: Path | str | None = None, dev
             if spec.key not in pending:
                 reporter.event("reused", spec)
                 reporter.advance_overall()
-        run_with(executor, todo, store, ctx, rerun=rerun)
+        run_with(executor, todo, store, ctx, rerun=rerun, address=address)
     return _summarise(s, plan, out_dir, store, len(todo), publish, publish_dir)
 
 

@@ -168,3 +168,23 @@ def test_vgg16_equals_torch_fidelity(tmp_path):
         relu, fc2 = ref(x)
     assert torch.equal(ours[POOL], relu) and torch.equal(ours["fc2"], fc2)
     assert fe.identity()["standard_weights"] is False
+
+
+def test_inception_runs_fixed_chunks_on_the_cpu_whatever_the_batch_size(inception_weights):
+    """The forward sees CPU_CHUNK images at a time for any batch_size, so the features (which oneDNN
+    rounds differently at other batch sizes) depend on the inputs only; a spy stands in for the network."""
+    fe = build_features("inception", weights=inception_weights)
+    seen = []
+
+    def spy(xb):  # [B, 3, H, W] uint8 -> (pool [B, 2048], logits [B, 1008]): the image's mean in every slot
+        seen.append(len(xb))
+        m = xb.float().mean(dim=(1, 2, 3))[:, None]
+        return m.expand(-1, 2048), m.expand(-1, 1008)
+
+    fe.net = spy
+    x = smooth_images(2 * inc.CPU_CHUNK + 3, seed=3)
+    for bs in (1, 5, 256):
+        seen.clear()
+        out = fe.extract(x, batch_size=bs)
+        assert seen == [inc.CPU_CHUNK, inc.CPU_CHUNK, 3], bs
+        assert torch.equal(out[POOL][:, 0], x.float().mean(dim=(1, 2, 3)))  # order kept across chunks

@@ -21,12 +21,13 @@ def check_executor(name: str) -> Executor:
     return Executor(check_choice(str(getattr(name, "value", name)), [e.value for e in Executor], "executor"))
 
 
-def run_with(executor: str, specs, store, ctx, rerun: bool = False) -> list:
-    """Run the specs of ``specs`` not yet stored as ok with ``executor``; returns the records computed now."""
+def run_with(executor: str, specs, store, ctx, rerun: bool = False, address: str | None = None) -> list:
+    """Run the specs of ``specs`` not yet stored as ok with ``executor`` (``address``: the Ray cluster's);
+    returns the records computed now."""
     if check_executor(executor) is Executor.ray:
         from genbench.executors.ray import run_specs_ray
 
-        return run_specs_ray(specs, store, ctx, rerun=rerun)
+        return run_specs_ray(specs, store, ctx, rerun=rerun, address=address)
     from genbench.runner import run_specs
 
     return run_specs(specs, store, ctx, rerun=rerun)

@@ -1,9 +1,14 @@
-"""The Ray executor: one task per RunSpec across a Ray cluster; the driver writes the store.
+"""The Ray executor: one task per RunSpec across a Ray cluster; the driver alone writes the store.
 
-``genbench run --executor ray`` connects to ``$RAY_ADDRESS`` when set (a cluster) or starts a
-local Ray. Each task trains/loads, samples and evaluates one spec and returns its Record as a
-dict; records are stored as they arrive, so an interrupted sweep resumes like a local one.
-Workers share the checkpoint and reference caches when ``GENBENCH_CACHE`` points to shared storage.
+``genbench run --executor ray`` connects to ``--address`` (or ``$RAY_ADDRESS``) when given, joins a
+Ray already initialised in this process, or else starts a local Ray (and shuts it down afterwards).
+Each task trains/loads, samples and evaluates one spec and returns its Record (and sample preview) to
+the driver, which stores it as it arrives, so an interrupted sweep resumes like a local one. A task
+asks for one GPU when the run's device is CUDA. A task whose worker dies (killed, out of memory) or
+that raises is retried ``max_retries`` times; after that the driver stores one failed record for it
+and goes on. Only the driver touches the store, and it stores one record per finished task, so a
+retried task is stored once. Workers share the checkpoint and reference caches when
+``GENBENCH_CACHE`` (``--cache``) points to storage every node sees; cache files are written atomically.
 The driver writes the ``--log-json`` events: ``spec_started`` when a task is submitted and
 ``evaluated``/``failed``/``skipped`` when its record arrives (the workers' stages are not logged).
 """
@@ -12,44 +17,86 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from genbench import cache
 from genbench.errors import UsageError
 from genbench.runner import RunContext, pending_specs, report_record, run_spec
-from genbench.spec import RunSpec, record_from_dict
+from genbench.spec import FAILED, OK, Record, RunSpec, base_provenance, record_from_dict
+
+MAX_RETRIES = 2  # a task runs at most 1 + MAX_RETRIES times
 
 
-def _run_remote(spec_dict: dict[str, Any], device: str, data_root: str | None, cache_dir: str, batch_size: int,
-                weights: str | None = None) -> dict[str, Any]:
+def run_remote(spec_dict: dict[str, Any], device: str, data_root: str | None, cache_dir: str, batch_size: int,
+               weights: str | None = None) -> tuple[dict[str, Any], Any]:
+    """One spec on a Ray worker: (its Record as a dict, its sample preview or None)."""
     cache.set_cache_dir(cache_dir)
     ctx = RunContext(device=device, data_root=Path(data_root) if data_root else None, batch_size=batch_size,
                      weights=Path(weights) if weights else None)
-    return run_spec(RunSpec.from_dict(spec_dict), ctx).to_dict()
+    spec = RunSpec.from_dict(spec_dict)
+    rec = run_spec(spec, ctx)
+    return rec.to_dict(), ctx.previews.pop(spec.key, None)
 
 
-def run_specs_ray(specs: list[RunSpec], store, ctx: RunContext, rerun: bool = False) -> list:
+def _connect(ray, address: str | None) -> bool:
+    """Join the cluster at ``address`` (or $RAY_ADDRESS), or this process's Ray, or start a local one.
+    Returns whether this call started Ray (and so should shut it down)."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    except ConnectionError as e:
+        raise UsageError(f"cannot reach the Ray cluster at {address!r} ({e}); check --address / $RAY_ADDRESS "
+                         "(e.g. ray://HOST:10001 or HOST:6379), or drop it to start a local Ray") from None
+    return True
+
+
+def run_specs_ray(specs: list[RunSpec], store, ctx: RunContext, rerun: bool = False, address: str | None = None,
+                  max_retries: int = MAX_RETRIES, task: Callable[..., tuple[dict, Any]] = run_remote) -> list[Record]:
+    """Run the specs not yet stored as ok (all with ``rerun``) as Ray tasks; store each record as it
+    arrives. ``task`` is what a worker runs for one spec (``run_remote``; tests wrap it)."""
     try:
         import ray
     except ImportError:
         raise UsageError("--executor ray needs Ray: pip install 'genbench[ray]' (or use --executor local)") from None
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
+    started = _connect(ray, address)
     gpus = 1 if ctx.device.startswith("cuda") else 0
-    remote = ray.remote(num_gpus=gpus)(_run_remote)
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=max_retries, retry_exceptions=True)(task)
     todo = pending_specs(specs, store, rerun)
     root = str(ctx.data_root) if ctx.data_root else None
+    weights = str(ctx.weights) if ctx.weights else None
     pending = {}
-    for s in todo:
-        ctx.event("spec_started", s)
-        pending[remote.remote(s.to_dict(), ctx.device, root, str(cache.cache_dir()), ctx.batch_size,
-                              str(ctx.weights) if ctx.weights else None)] = s
-    records = []
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        pending.pop(ready[0])
-        rec = record_from_dict(ray.get(ready[0]))
-        store.put(rec)
-        records.append(rec)
-        report_record(rec, ctx)
-    return records
+    try:
+        for s in todo:
+            ctx.event("spec_started", s)
+            pending[remote.remote(s.to_dict(), ctx.device, root, str(cache.cache_dir()), ctx.batch_size, weights)] = s
+        records = []
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            spec = pending.pop(ready[0])
+            rec, preview = _result(ray, ready[0], spec, ctx, max_retries)
+            store.put(rec)
+            if rec.status == OK:
+                store.put_preview(spec.key, preview)
+            records.append(rec)
+            report_record(rec, ctx)
+        return records
+    finally:
+        for ref in pending:  # interrupted: the unfinished tasks stop too (nothing of theirs is stored)
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+
+
+def _result(ray, ref, spec: RunSpec, ctx: RunContext, max_retries: int) -> tuple[Record, Any]:
+    """The record a task returned, or a failed record once its retries are spent."""
+    try:
+        rec, preview = ray.get(ref)
+        return record_from_dict(rec), preview
+    except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+            ray.exceptions.OutOfMemoryError) as e:
+        cause = getattr(e, "cause", None) or e
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        err = f"Ray task failed {1 + max_retries} times; last: {type(cause).__name__}: {first}"
+        return Record(spec, FAILED, provenance={**base_provenance(ctx.device), "spec": spec.to_dict()}, error=err), None

@@ -51,6 +51,10 @@ INCEPTION_WEIGHTS = PretrainedWeights(
 )
 TF_FEATURES = ("2048", "logits_unbiased")  # torch-fidelity's names for pool and logits
 TF_NAME = "inception-v3-compat"
+# Images per InceptionV3 forward on the CPU, whatever ``batch_size`` the caller passes: features then
+# never depend on it (oneDNN picks other kernels at other batch sizes); 16 images ran fastest of
+# 16/64/128 on a 2-core Xeon (issue 11), and the 299x299 activations held at once grow with the chunk.
+CPU_CHUNK = 16
 
 
 def torch_fidelity_inception(source: io.BytesIO | None):
@@ -79,6 +83,10 @@ class InceptionFeatures(PretrainedFeatures):
         "inception-v1: uint8 RGB (grey repeated to 3 channels); torch-fidelity 0.4.0 "
         "TF1-compatible bilinear resize to 299x299, (x - 128) / 128, float32"
     )
+
+    def extract(self, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+        # [N, 1|3, H, W] uint8 -> {pool: [N, 2048], logits: [N, 1008]}; fixed chunks on the CPU
+        return super().extract(x, CPU_CHUNK if self.device.type == "cpu" else batch_size)
 
 
 @FEATURES.register("inception", description="torch-fidelity's FID InceptionV3: pool 2048 + unbiased logits 1008")
