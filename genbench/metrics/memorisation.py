@@ -32,6 +32,7 @@ NN_RATIO = register_key("nn_ratio", True, "median ratio of a sample's nearest-re
 def nearest(a: torch.Tensor, b: torch.Tensor, chunk: int, exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row of a [A, D]: (distance, index) of its nearest row of b [B, D]; with ``exclude_self`` a is b."""
     dist, idx = [], []
+    chunk = max(1, min(chunk, 2**26 // max(len(b), 1)))  # a block of at most 2^26 float64 distances (512 MiB)
     for s in range(0, len(a), chunk):
         d = torch.cdist(a[s:s + chunk], b)  # [chunk, B]
         if exclude_self:
@@ -47,7 +48,9 @@ def memorisation(fake: torch.Tensor, real: torch.Tensor, chunk: int = 10_000) ->
     """(authpct, median ratio, per-sample ratios d1/d2 [N1]) of generated fake [N1, D] against real [N2, D]."""
     if len(real) < 2:
         raise UsageError("authpct needs at least 2 reference samples (each needs a nearest other one)")
-    fake, real = fake.to(torch.float32), real.to(torch.float32)
+    # float64: a near-copy's distance (the quantity this metric is about) is a small difference of
+    # large squared norms, which float32 loses to cancellation (and to BLAS's thread-dependent order)
+    fake, real = fake.to(torch.float64), real.to(torch.float64)
     d2_real, _ = nearest(real, real, chunk, exclude_self=True)  # [N2]
     d1, i = nearest(fake, real, chunk)  # [N1]
     d2 = d2_real[i]
