@@ -29,7 +29,7 @@ class InitNoise(SeededNoise):
     def __init__(self, rows: torch.Tensor, noise: SeededNoise):
         if len(rows) != len(noise):
             raise UsageError(f"--init-noise holds {len(rows)} rows for {len(noise)} samples; pass --n {len(rows)}")
-        self.seeds, self.device, self._gens = noise.seeds, noise.device, noise._gens
+        self.seeds, self.device, self._gens, self.labels = noise.seeds, noise.device, noise._gens, noise.labels
         self.rows = rows
         self._used = False
 
@@ -109,10 +109,12 @@ def draw(model: GenerativeModel, sampler: str | None = None, steps: int | None =
 
     sampler = sampler or model.supported_samplers()[0]
     check_choice(sampler, model.supported_samplers(), f"sampler for this {model.family} model")
-    steps = steps if steps is not None else model.default_steps(sampler)
+    steps = steps if steps is not None else model.default_steps(sampler, model.config)
     if batch_size < 1 or n < 1:
         raise UsageError("--n and --batch-size must be positive integers")
-    noise: SeededNoise = SeededNoise.for_run(seed, len(init_noise) if init_noise is not None else n, device)
+    num_classes = model.num_classes if getattr(model, "conditional", False) else None  # balanced classes, as runs ask
+    noise: SeededNoise = SeededNoise.for_run(seed, len(init_noise) if init_noise is not None else n, device,
+                                             num_classes=num_classes)
     if init_noise is not None:
         noise = InitNoise(init_noise, noise)
     chunks, nfe = [], []
@@ -122,9 +124,11 @@ def draw(model: GenerativeModel, sampler: str | None = None, steps: int | None =
         for batch in noise.batches(batch_size):
             x, calls = model.sample(batch, sampler, steps)
             chunks.append(x.detach().float().cpu())
-            nfe.append(float(calls))
+            nfe.append((float(calls), len(batch)))
     _sync(device)
-    return SampleResult(torch.cat(chunks), max(nfe), time.perf_counter() - t0, sampler, steps)
+    # NFE per sample: every sample of a batch costs that batch's calls (as the runner reports it)
+    nfe_mean = sum(c * k for c, k in nfe) / sum(k for _, k in nfe)
+    return SampleResult(torch.cat(chunks), nfe_mean, time.perf_counter() - t0, sampler, steps)
 
 
 def _sync(device: str) -> None:

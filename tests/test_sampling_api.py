@@ -88,3 +88,18 @@ def test_hub_id_that_cannot_be_downloaded_is_one_line(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(UsageError, match="hub download failed"):
         load_external("diffusers:google/ddpm-cifar10-32")
+
+
+def test_a_conditional_model_is_sampled_with_balanced_classes_and_with_init_noise():
+    """`genbench sample` asks a class-conditional model for classes 0, 1, ... as runs do (it failed
+    with no labels before), and the init-noise wrapper carries those labels through its batches."""
+    from genbench.sampling_api import draw
+
+    model = build_model("cgan", (1, 8, 8), "images", 10, latent_dim=4, width=4, bn_batches=2).eval()
+    a = draw(model, n=12, seed=3, batch_size=5)
+    b = draw(model, n=12, seed=3, batch_size=12)
+    assert a.samples.shape == (12, 1, 8, 8) and torch.allclose(a.samples, b.samples, atol=1e-6)
+    noise = SeededNoise.for_run(3, 12, num_classes=10)
+    wrapped = InitNoise(torch.zeros(12, 4), noise)
+    labels = torch.cat([sub.labels for sub in wrapped.batches(5)])
+    assert labels.tolist() == [i % 10 for i in range(12)]
