@@ -12,13 +12,15 @@ from genbench import cache
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``slow`` run only with GENBENCH_SLOW_TESTS=1, so the README's test command stays
-    within CI's budget; each slow test has a fast sibling that runs by default."""
-    if os.environ.get("GENBENCH_SLOW_TESTS") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow; set GENBENCH_SLOW_TESTS=1 to run it")
+    within CI's budget (each has a fast sibling that runs by default); ``gpu`` tests need CUDA."""
+    run_slow, has_cuda = os.environ.get("GENBENCH_SLOW_TESTS") == "1", torch.cuda.is_available()
+    skip_slow = pytest.mark.skip(reason="slow; set GENBENCH_SLOW_TESTS=1 to run it")
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(skip)
+        if not run_slow and item.get_closest_marker("slow") is not None:
+            item.add_marker(skip_slow)
+        if not has_cuda and item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip_gpu)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -54,12 +56,3 @@ def inception_weights(tmp_path_factory):
     if not path.exists():
         make_random_inception_weights(path, seed=0)
     return path
-
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
