@@ -99,10 +99,12 @@ def quality_nfe_figure(rows: list["Row"], quality: str, path: Path, title: str) 
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (model, sampler), pts in sorted(lines.items()):
+    colours, markers = plt.get_cmap("tab20").colors, "os^vDPX*<>"
+    for i, ((model, sampler), pts) in enumerate(sorted(lines.items())):
         pts.sort()
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=2,
-                    label=f"{model} / {sampler}")
+        # 20 colours x 10 markers: no two series of a figure look alike (the default cycle repeats after 10)
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], capsize=2,
+                    color=colours[i % 20], marker=markers[(i // 20 + i) % len(markers)], label=f"{model} / {sampler}")
     ax.set_xscale("log")
     ax.set_xlabel("NFE per sample (log scale)")
     ax.set_ylabel(f"{quality} {arrow(quality)}")
