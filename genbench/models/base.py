@@ -35,7 +35,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-from genbench.data.base import ROUND, Samples
+from genbench.data.base import FLOOR, ROUND, Samples
 from genbench.errors import UsageError
 from genbench.registry import Registry
 from genbench.seeding import SeededNoise
@@ -169,6 +169,16 @@ class GenerativeModel(nn.Module, ABC):
 def likelihood_noise(n: int, seed: int = 0) -> SeededNoise:
     """Per-example noise for ``log_likelihood`` when the caller gives none: examples 0..n-1 of ``seed``."""
     return SeededNoise.for_run(seed, n)
+
+
+def _quantisation_by_dequantize(self: "GenerativeModel") -> str:
+    """floor when the family trained on uniformly dequantised images (its ``dequantize`` config), else round."""
+    return FLOOR if self.config["dequantize"] else ROUND
+
+
+# ``sample_quantisation = SAMPLE_QUANTISATION_BY_DEQUANTIZE`` in a family whose config says whether
+# it trains on dequantised images (vae, diffusion, consistency, ddpm)
+SAMPLE_QUANTISATION_BY_DEQUANTIZE = property(_quantisation_by_dequantize)
 
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model family", base=GenerativeModel, package="genbench.models", listing="models")

@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from genbench.data.base import FLOOR, IMAGES, ROUND, Samples
+from genbench.data.base import IMAGES, Samples
 from genbench.errors import UsageError
-from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget
+from genbench.models.base import MODELS, SAMPLE_QUANTISATION_BY_DEQUANTIZE, GenerativeModel, Progress, TrainBudget
 from genbench.models.nets.mlp import TimeConditionedMLP
 from genbench.models.nets.training import (
     dequantise_images,
@@ -158,10 +158,7 @@ class ConsistencyModel(GenerativeModel):
         weight = 1.0 / (sigma_next - sigma)
         return (weight * pseudo_huber(online, target, 0.00054 * math.sqrt(x0[0].numel()))).mean()
 
-    @property
-    def sample_quantisation(self) -> str:
-        """floor when trained on uniformly dequantised images (``dequantize``), else round (see ``GenerativeModel``)."""
-        return FLOOR if self.config["dequantize"] else ROUND
+    sample_quantisation = SAMPLE_QUANTISATION_BY_DEQUANTIZE  # floor after dequantised training
 
     def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,
             progress: Progress | None = None) -> dict[str, float]:

@@ -36,9 +36,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from genbench.data.base import FLOOR, IMAGES, POINTS, ROUND, Samples
+from genbench.data.base import IMAGES, POINTS, Samples
 from genbench.errors import UsageError
-from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget, likelihood_noise
+from genbench.models.base import (
+    MODELS, SAMPLE_QUANTISATION_BY_DEQUANTIZE, GenerativeModel, Progress, TrainBudget, likelihood_noise,
+)
 from genbench.models.nets.mlp import TimeConditionedMLP
 from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
 from genbench.models.nets.unet import UNet
@@ -161,10 +163,7 @@ class DDPM(GenerativeModel):
         """D(x; sigma) in EDM form (x = x_0 + sigma eps), the denoiser every ``diffusion`` sampler takes."""
         return VPDenoiser(self.model_output, self.vp_schedule, self.prediction_type)(x, sigma)
 
-    @property
-    def sample_quantisation(self) -> str:
-        """floor when trained on uniformly dequantised images (``dequantize``), else round (see ``GenerativeModel``)."""
-        return FLOOR if self.config["dequantize"] else ROUND
+    sample_quantisation = SAMPLE_QUANTISATION_BY_DEQUANTIZE  # floor after dequantised training
 
     # -- training ------------------------------------------------------------------------------
 

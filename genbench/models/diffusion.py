@@ -32,9 +32,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from genbench.data.base import FLOOR, IMAGES, POINTS, ROUND, Samples
+from genbench.data.base import IMAGES, POINTS, Samples
 from genbench.errors import UsageError
-from genbench.models.base import MODELS, GenerativeModel, Progress, TrainBudget, likelihood_noise
+from genbench.models.base import (
+    MODELS, SAMPLE_QUANTISATION_BY_DEQUANTIZE, GenerativeModel, Progress, TrainBudget, likelihood_noise,
+)
 from genbench.models.nets.mlp import TimeConditionedMLP
 from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
 from genbench.models.nets.unet import UNet
@@ -133,10 +135,7 @@ class EDMDiffusion(GenerativeModel):
         out = self._net_output(net if net is not None else self.ema_net, _rows(c_in, x) * x, c_noise)
         return _rows(c_skip, x) * x + _rows(c_out, x) * out
 
-    @property
-    def sample_quantisation(self) -> str:
-        """floor when trained on uniformly dequantised images (``dequantize``), else round (see ``GenerativeModel``)."""
-        return FLOOR if self.config["dequantize"] else ROUND
+    sample_quantisation = SAMPLE_QUANTISATION_BY_DEQUANTIZE  # floor after dequantised training
 
     # -- training ------------------------------------------------------------------------------
 

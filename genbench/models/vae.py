@@ -25,9 +25,11 @@ import math
 import torch
 from torch import nn
 
-from genbench.data.base import FLOOR, IMAGES, POINTS, ROUND, Samples
+from genbench.data.base import IMAGES, POINTS, Samples
 from genbench.errors import UsageError
-from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget, likelihood_noise
+from genbench.models.base import (
+    MODELS, NATIVE, SAMPLE_QUANTISATION_BY_DEQUANTIZE, GenerativeModel, Progress, TrainBudget, likelihood_noise,
+)
 from genbench.models.nets.mlp import MLP
 from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
 from genbench.registry import check_choice
@@ -83,10 +85,7 @@ class VAE(GenerativeModel):
     def _decoder_log_sigma(self, net: VAENet) -> torch.Tensor:
         return net.decoder_log_sigma.clamp(min=self.config["min_log_sigma"])
 
-    @property
-    def sample_quantisation(self) -> str:
-        """floor when trained on uniformly dequantised images (``dequantize``), else round (see ``GenerativeModel``)."""
-        return FLOOR if self.config["dequantize"] else ROUND
+    sample_quantisation = SAMPLE_QUANTISATION_BY_DEQUANTIZE  # floor after dequantised training
 
     # -- training ------------------------------------------------------------------------------
 
