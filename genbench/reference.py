@@ -18,7 +18,6 @@ with other weights or preprocessing than the extractor in use is refused (``chec
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re

@@ -239,7 +239,6 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     from genbench.metrics.base import LABELS
     from genbench.reference import reference_extras, reference_features
 
-    ds = DATASETS.get(spec.dataset)
     model, train_report = train_or_load(spec, ctx)
     ctx.event("trained", spec, train_s=train_report.get("train_s"), cached=train_report.get("cached"))
     drawn = draw_samples(model, spec, ctx)

@@ -9,7 +9,6 @@ For data x_0 ~ N(mu, diag s^2):
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np

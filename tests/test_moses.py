@@ -13,7 +13,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("rdkit")
 pytest.importorskip("fcd")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import pkgutil
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch

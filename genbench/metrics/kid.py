@@ -14,7 +14,6 @@ subsets). The cheaper one is chosen from their flop counts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np

@@ -25,7 +25,7 @@ from collections import Counter
 import torch
 
 from genbench.features.chem import CANON, CHEMNET, FILTERS, FRAG, MORGAN, NOVEL, SCAF, VALID
-from genbench.metrics.base import INFO_WARNINGS, METRICS, Metric, MetricOptions, UndefinedMetric, register_key
+from genbench.metrics.base import INFO_WARNINGS, METRICS, Metric, MetricOptions, register_key
 from genbench.metrics.fid import clamp_fid, features_to_statistics, statistics_to_fid
 
 VALIDITY = register_key("validity", True, "fraction of SMILES RDKit parses (MOSES)", bounds=(0.0, 1.0))

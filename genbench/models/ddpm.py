@@ -291,9 +291,9 @@ class DDPM(GenerativeModel):
         # posterior q(x_{t-1} | x_t, x_0) of the step t -> t-1 (Ho et al. Eqs. 6-7): [N] each
         beta = 1.0 - ab_t / ab_s
         coef_x0 = _rows(ab_s.sqrt() * beta / (1.0 - ab_t), x)
-        coef_xt = _rows((ab_t / ab_s).sqrt() * (1.0 - ab_s) / (1.0 - ab_t), x)
         beta_tilde = (1.0 - ab_s) / (1.0 - ab_t) * beta
-        # KL of two Gaussians with variances beta_tilde (q) and beta (p), means apart by coef_x0 (x - x0_hat)
+        # KL of two Gaussians with variances beta_tilde (q) and beta (p); both means share the x_t term,
+        # so they are apart by coef_x0 (x - x0_hat)
         var_ratio = _rows(beta_tilde / beta, x)
         kl = 0.5 * (-var_ratio.log() + var_ratio - 1.0 + coef_x0**2 * (x - x0_hat) ** 2 / _rows(beta, x))
         return kl.flatten(1).sum(1)
