@@ -161,7 +161,7 @@ def test_configs_that_cannot_fit_the_image_size_are_refused_with_the_constraint(
     with pytest.raises(UsageError, match=message) as e:
         build_model(family, bad, "images", **config)
     assert "\n" not in str(e.value) and f"lower {'n_scales' if family == 'realnvp' else 'n_levels'}" in str(e.value)
-    MODELS.get(family).check_config(fits, "images", config)  # a size that allows it passes
+    MODELS.get(family).check_fits(fits, "images", None, config)  # a size that allows it passes
 
 
 def test_cli_refuses_a_recipe_that_cannot_fit_before_training(tmp_path, monkeypatch):

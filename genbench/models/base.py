@@ -92,9 +92,10 @@ class GenerativeModel(nn.Module, ABC):
     def check_fits(cls, data_shape: tuple[int, ...], modality: str, num_classes: int | None, config: dict[str, Any]) -> None:
         """Raise UsageError, naming the constraint, when a configuration cannot fit data of this shape.
 
-        Called before training for every cell of a suite (cheap: no network is built); a family with
-        constraints on the data (image sizes an upsampling stack reaches, labels) overrides it and calls
-        it from its constructor too.
+        The one such hook: called before training for every cell of a suite and by ``genbench sample``
+        (cheap: no network is built); a family with constraints on the data (labels, image sizes an
+        upsampling stack reaches, a multi-scale flow's squeezes, a PixelCNN's colour sub-pixels)
+        overrides it and calls it from its constructor too.
         """
         if cls.conditional and not num_classes:
             raise UsageError(f"model family {cls.family!r} is class-conditional and needs a dataset with class labels; "
@@ -121,14 +122,6 @@ class GenerativeModel(nn.Module, ABC):
     def supported_samplers(cls) -> list[str]:
         """Sampler names this family can be sampled with (``native`` unless overridden)."""
         return [NATIVE]
-
-    @classmethod
-    def check_config(cls, data_shape: tuple[int, ...], modality: str, config: dict[str, Any], where: str = "") -> None:
-        """Raise a one-line UsageError when ``config`` cannot fit data of this shape (checked before training).
-
-        Families with shape constraints (a multi-scale flow's squeezes) override this and call it
-        from ``__init__`` too; suite expansion calls it for every recipe x dataset.
-        """
 
     @classmethod
     def default_steps(cls, sampler: str, config: Mapping[str, Any] | None = None) -> int | None:
@@ -211,8 +204,7 @@ def check_model_fits(family: str, data_shape: tuple[int, ...], modality: str, nu
     except TypeError as e:
         raise UsageError(f"bad configuration for model family {family!r}: {e}") from None
     shape = tuple(int(s) for s in data_shape)
-    cls.check_fits(shape, modality, num_classes, dict(config))  # labels, upsampling plans (GANs, VAE)
-    cls.check_config(shape, modality, dict(config))  # squeezes, palettes (flows, autoregressive)
+    cls.check_fits(shape, modality, num_classes, dict(config))
 
 
 def save_checkpoint(model: GenerativeModel, stem: Path, extra: dict[str, Any] | None = None) -> None:

@@ -45,10 +45,10 @@ class Glow(ImageFlowFamily):
                          additive=additive, temperature=temperature)
 
     @classmethod
-    def check_config(cls, data_shape, modality, config: dict[str, Any], where: str = "") -> None:
+    def check_fits(cls, data_shape, modality, num_classes, config: dict[str, Any]) -> None:
         if int(config.get("n_levels", 2)) < 1 or int(config.get("n_steps", 4)) < 1 or not float(config.get("temperature", 1.0)) > 0:
-            raise UsageError(f"{where + ': ' if where else ''}glow needs n_levels >= 1, n_steps >= 1 and temperature > 0; fix the recipe's config")
-        check_squeezes("glow", data_shape, int(config.get("n_levels", 2)), 1, "n_levels", where)
+            raise UsageError("glow needs n_levels >= 1, n_steps >= 1 and temperature > 0; fix the recipe's config")
+        check_squeezes("glow", data_shape, int(config.get("n_levels", 2)), 1, "n_levels")
 
     def sampling_temperature(self) -> float:
         return float(self.config["temperature"])

@@ -82,7 +82,7 @@ class ImageGPT(PixelAutoregressive):
                  palette: int = 256):
         super().__init__(data_shape, modality, num_classes, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                          palette=palette)
-        type(self).check_config(self.data_shape, modality, self.config)
+        type(self).check_fits(self.data_shape, modality, self.num_classes, self.config)
         self.register_buffer("bin_of_level", palette_bins(palette), persistent=False)
         sizes = torch.bincount(self.bin_of_level, minlength=palette).float()
         self.register_buffer("log_bin_size", torch.log(sizes), persistent=False)
@@ -94,13 +94,12 @@ class ImageGPT(PixelAutoregressive):
         self.head = nn.Linear(d_model, palette)
 
     @classmethod
-    def check_config(cls, data_shape, modality, config: dict[str, Any], where: str = "") -> None:
-        at = f"{where}: " if where else ""
+    def check_fits(cls, data_shape, modality, num_classes, config: dict[str, Any]) -> None:
         d_model, n_heads, palette = int(config.get("d_model", 64)), int(config.get("n_heads", 4)), int(config.get("palette", 256))
         if n_heads < 1 or d_model % n_heads or int(config.get("n_layers", 4)) < 1:
-            raise UsageError(f"{at}igpt needs n_layers >= 1 and d_model divisible by n_heads (got {d_model}, {n_heads})")
+            raise UsageError(f"igpt needs n_layers >= 1 and d_model divisible by n_heads (got {d_model}, {n_heads})")
         if not 3 <= palette <= N_LEVELS:
-            raise UsageError(f"{at}igpt palette must be between 3 and 256 levels (got {palette})")
+            raise UsageError(f"igpt palette must be between 3 and 256 levels (got {palette})")
 
     def init_weights(self, generator: torch.Generator) -> None:
         """Linear layers as torch's default; token and position embeddings N(0, 0.02^2) as GPT-2."""

@@ -78,16 +78,15 @@ class NICE(GenerativeModel):
                  prior: str = "logistic"):
         super().__init__(data_shape, modality, num_classes, n_couplings=n_couplings, hidden=hidden, depth=depth,
                          prior=prior)
-        type(self).check_config(self.data_shape, modality, self.config)
+        type(self).check_fits(self.data_shape, modality, self.num_classes, self.config)
         d = math.prod(self.data_shape)
         self.couplings = nn.ModuleList(AdditiveCoupling(d, k % 2, hidden, depth) for k in range(n_couplings))
         self.log_scale = nn.Parameter(torch.zeros(d))
 
     @classmethod
-    def check_config(cls, data_shape, modality, config, where: str = "") -> None:
-        at = f"{where}: " if where else ""
+    def check_fits(cls, data_shape, modality, num_classes, config) -> None:
         if int(config.get("n_couplings", 4)) < 2 or math.prod(data_shape) < 2:
-            raise UsageError(f"{at}nice needs n_couplings >= 2 (so every coordinate is changed) and data of >= 2 dimensions")
+            raise UsageError("nice needs n_couplings >= 2 (so every coordinate is changed) and data of >= 2 dimensions")
         check_choice(config.get("prior", "logistic"), list(PRIORS), "nice prior")
 
     def to_latent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -115,7 +115,7 @@ class GatedPixelCNN(PixelAutoregressive):
                  first_kernel: int = 7, out_hidden: int = 64):
         super().__init__(data_shape, modality, num_classes, hidden=hidden, n_layers=n_layers, kernel=kernel,
                          first_kernel=first_kernel, out_hidden=out_hidden)
-        type(self).check_config(self.data_shape, modality, self.config)
+        type(self).check_fits(self.data_shape, modality, self.num_classes, self.config)
         c = self.data_shape[0]
         self.layers = nn.ModuleList([GatedLayer(c, hidden, first_kernel, "A", c)] +
                                     [GatedLayer(hidden, hidden, kernel, "B", c) for _ in range(n_layers - 1)])
@@ -124,15 +124,14 @@ class GatedPixelCNN(PixelAutoregressive):
                                  CausalConv(out_hidden, c * N_LEVELS, 1, "horizontal", "B", g_out, g_o))
 
     @classmethod
-    def check_config(cls, data_shape, modality, config: dict[str, Any], where: str = "") -> None:
-        at = f"{where}: " if where else ""
+    def check_fits(cls, data_shape, modality, num_classes, config: dict[str, Any]) -> None:
         if int(config.get("n_layers", 5)) < 1 or int(config.get("hidden", 32)) < 1:
-            raise UsageError(f"{at}pixelcnn needs n_layers >= 1 and hidden >= 1; fix the recipe's config")
+            raise UsageError("pixelcnn needs n_layers >= 1 and hidden >= 1; fix the recipe's config")
         c = data_shape[0] if data_shape else 1
         if int(config.get("hidden", 32)) % c or int(config.get("out_hidden", 64)) % c:
-            raise UsageError(f"{at}pixelcnn splits its channels between the {c} sub-pixels: hidden and out_hidden must be multiples of {c}")
+            raise UsageError(f"pixelcnn splits its channels between the {c} sub-pixels: hidden and out_hidden must be multiples of {c}")
         if int(config.get("kernel", 3)) % 2 == 0 or int(config.get("first_kernel", 7)) % 2 == 0:
-            raise UsageError(f"{at}pixelcnn kernels must be odd (kernel, first_kernel); fix the recipe's config")
+            raise UsageError("pixelcnn kernels must be odd (kernel, first_kernel); fix the recipe's config")
 
     def logits_of_images(self, x: torch.Tensor) -> torch.Tensor:
         """Images x [B, C, H, W] in [-1, 1] -> logits [B, C*256, H, W] (differentiable in x, for the tests)."""

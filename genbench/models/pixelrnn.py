@@ -101,7 +101,7 @@ class PixelRNN(PixelAutoregressive):
                  first_kernel: int = 7, out_hidden: int = 64):
         super().__init__(data_shape, modality, num_classes, hidden=hidden, n_layers=n_layers, kernel=kernel,
                          first_kernel=first_kernel, out_hidden=out_hidden)
-        type(self).check_config(self.data_shape, modality, self.config)
+        type(self).check_fits(self.data_shape, modality, self.num_classes, self.config)
         c = self.data_shape[0]
         g_x, g_h, g_o = channel_groups(c, c), channel_groups(hidden, c), channel_groups(out_hidden, c)
         self.first = MaskedConv(c, hidden, first_kernel, first_kernel, "A", g_h, g_x)
@@ -110,13 +110,12 @@ class PixelRNN(PixelAutoregressive):
                                  MaskedConv(out_hidden, c * N_LEVELS, 1, 1, "B", channel_groups(c * N_LEVELS, c), g_o))
 
     @classmethod
-    def check_config(cls, data_shape, modality, config: dict[str, Any], where: str = "") -> None:
-        at = f"{where}: " if where else ""
+    def check_fits(cls, data_shape, modality, num_classes, config: dict[str, Any]) -> None:
         c = data_shape[0] if data_shape else 1
         if int(config.get("n_layers", 2)) < 1 or int(config.get("hidden", 32)) % c or int(config.get("out_hidden", 64)) % c:
-            raise UsageError(f"{at}pixelrnn needs n_layers >= 1 and hidden, out_hidden multiples of the {c} sub-pixels")
+            raise UsageError(f"pixelrnn needs n_layers >= 1 and hidden, out_hidden multiples of the {c} sub-pixels")
         if int(config.get("kernel", 3)) % 2 == 0 or int(config.get("first_kernel", 7)) % 2 == 0:
-            raise UsageError(f"{at}pixelrnn kernels must be odd (kernel, first_kernel); fix the recipe's config")
+            raise UsageError("pixelrnn kernels must be odd (kernel, first_kernel); fix the recipe's config")
 
     def logits_of_images(self, x: torch.Tensor) -> torch.Tensor:
         """Images x [B, C, H, W] in [-1, 1] -> logits [B, C*256, H, W] (differentiable in x, for the tests)."""

@@ -46,11 +46,11 @@ class RealNVPMultiScale(ImageFlowFamily):
                          logit_alpha=logit_alpha)
 
     @classmethod
-    def check_config(cls, data_shape, modality, config: dict[str, Any], where: str = "") -> None:
+    def check_fits(cls, data_shape, modality, num_classes, config: dict[str, Any]) -> None:
         n_scales = int(config.get("n_scales", 2))
         if n_scales < 1 or int(config.get("n_blocks", 2)) < 1 or not 0 < float(config.get("logit_alpha", 0.05)) < 0.5:
-            raise UsageError(f"{where + ': ' if where else ''}realnvp needs n_scales >= 1, n_blocks >= 1 and 0 < logit_alpha < 0.5; fix the recipe's config")
-        check_squeezes("realnvp", data_shape, n_scales - 1, 2, "n_scales", where)
+            raise UsageError("realnvp needs n_scales >= 1, n_blocks >= 1 and 0 < logit_alpha < 0.5; fix the recipe's config")
+        check_squeezes("realnvp", data_shape, n_scales - 1, 2, "n_scales")
 
     def build_flow(self) -> MultiScaleFlow:
         cfg = self.config

@@ -331,17 +331,17 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (z.pow(2).sum(1) + z.shape[1] * LOG_2PI)
 
 
-def check_squeezes(family: str, data_shape: tuple[int, ...], n_squeezes: int, min_side: int, knob: str, where: str = "") -> None:
+def check_squeezes(family: str, data_shape: tuple[int, ...], n_squeezes: int, min_side: int, knob: str) -> None:
     """A UsageError unless H and W are divisible by 2^n_squeezes and leave at least ``min_side`` pixels a side."""
     from genbench.errors import UsageError
 
     if len(data_shape) != 3:
-        raise UsageError(f"{where + ': ' if where else ''}{family} needs images [C, H, W], got data of shape {list(data_shape)}")
+        raise UsageError(f"{family} needs images [C, H, W], got data of shape {list(data_shape)}")
     _, h, w = data_shape
     f = 2 ** n_squeezes
     if h % f or w % f or h // f < min_side or w // f < min_side:
         fits = max((k for k in range(0, 12) if h % 2**k == 0 and w % 2**k == 0 and min(h, w) // 2**k >= min_side), default=0)
-        raise UsageError(f"{where + ': ' if where else ''}{family} squeezes {h}x{w} images {n_squeezes} times, but H and W "
+        raise UsageError(f"{family} squeezes {h}x{w} images {n_squeezes} times, but H and W "
                          f"must be divisible by {f} and leave at least {min_side}x{min_side} pixels; this image size allows "
                          f"at most {fits} squeezes (lower {knob})")
 
@@ -350,7 +350,7 @@ class ImageFlowFamily(GenerativeModel):
     """What the multi-scale image flows share: dequantised maximum likelihood, exact log-density, one-pass sampling.
 
     A subclass sets ``preprocessing`` ("logit": RealNVP's logit(alpha + (1 - 2 alpha) p); "affine":
-    Glow's x / 2 in [-0.5, 0.5]), implements ``build_flow`` and ``check_config``.
+    Glow's x / 2 in [-0.5, 0.5]), implements ``build_flow`` and ``check_fits``.
     """
 
     likelihood_kind = "exact"
@@ -360,7 +360,7 @@ class ImageFlowFamily(GenerativeModel):
 
     def __init__(self, data_shape, modality, num_classes=None, **config):
         super().__init__(data_shape, modality, num_classes, **config)
-        type(self).check_config(self.data_shape, modality, self.config)
+        type(self).check_fits(self.data_shape, modality, self.num_classes, self.config)
         self.flow = self.build_flow()
 
     def build_flow(self) -> MultiScaleFlow:
