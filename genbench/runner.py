@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from genbench import cache
-from genbench.data.base import IMAGES, DATASETS, Samples, get_modality, images_to_uint8
+from genbench.data.base import IMAGES, DATASETS, Samples, get_modality
 from genbench.errors import DataUnavailableError, GenbenchError, UsageError
 from genbench.models.base import GenerativeModel, build_model, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from genbench.progress import Reporter
@@ -282,14 +282,13 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     return Record(spec, OK, metrics, dict(result.ci), info, prov)
 
 
-PREVIEW_IMAGES, PREVIEW_POINTS = 64, 2000
-
-
 def preview_samples(x: torch.Tensor, model: GenerativeModel):
-    """The first 64 images as the uint8 an extractor sees, or the first 2,000 points (for sample figures)."""
-    if model.modality == IMAGES:
-        return images_to_uint8(x[:PREVIEW_IMAGES], model.sample_quantisation).numpy()
-    return x[:PREVIEW_POINTS].float().numpy()
+    """What the model's modality keeps for sample figures (``Modality.preview``: the first 64 images as the uint8
+    an extractor sees, the frames of the first videos, else the first 2,000 points)."""
+    from genbench.data.base import preview_points
+
+    preview = get_modality(model.modality).preview or preview_points
+    return preview(x, model.sample_quantisation)
 
 
 def pending_specs(specs: list[RunSpec], store: ResultsStore, rerun: bool = False) -> list[RunSpec]:

@@ -99,7 +99,8 @@ class Modality:
     extractors take (images: uint8 by the named map; points and SMILES: as they are);
     ``extractor_inputs`` are the ``input_kind`` values of the extractors that accept it;
     ``default_features`` is the feature space ``eval`` uses when nothing else decides (for images the
-    dataset decides: ``reference.default_features``).
+    dataset decides: ``reference.default_features``); ``preview(x, quantisation)`` is what a run keeps
+    for its sample figure (None: the first 2,000 examples as float, ``preview_points``).
     """
 
     name: str
@@ -109,6 +110,8 @@ class Modality:
     features_input: Callable[[Any, str], Any]
     # the default feature space takes a dataset's name (chem:moses: novelty against moses's train split)
     features_name_dataset: bool = False
+    # preview(x, quantisation): the few samples a run keeps for its sample figure (the store's previews)
+    preview: Callable[[Any, str], Any] | None = None
 
     def default_features_for(self, dataset: str | None) -> str:
         """The default feature space for data of ``dataset`` (None: a user's file)."""
@@ -121,11 +124,24 @@ class Modality:
                              f"use --features {self.default_features}")
 
 
+PREVIEW_IMAGES, PREVIEW_POINTS = 64, 2000
+
+
+def preview_points(x, quantisation: str):
+    """The first 2,000 points (or examples) as float, for the scatter of a sample figure."""
+    return x[:PREVIEW_POINTS].float().numpy()
+
+
+def preview_images(x: torch.Tensor, quantisation: str):
+    """The first 64 images as the uint8 an extractor sees, for the grid of a sample figure."""
+    return images_to_uint8(x[:PREVIEW_IMAGES], quantisation).numpy()
+
+
 MODALITIES: Registry[Modality] = Registry("modality", package="genbench.data")
 MODALITIES.register(POINTS, Modality(POINTS, Samples, ("points",), "raw", lambda x, quantisation: x),
                     description="float N x D points or feature vectors")
 MODALITIES.register(IMAGES, Modality(IMAGES, Samples, ("images", "points"), "inception",
-                                     lambda x, quantisation: images_to_uint8(x, quantisation)),
+                                     lambda x, quantisation: images_to_uint8(x, quantisation), preview=preview_images),
                     description="float N x C x H x W in [-1, 1], uint8 for the extractors")
 
 
