@@ -174,8 +174,30 @@ def build_domain(arg=None, weights=None, device="cpu") -> DomainFeatures:
     return load_domain_classifier(arg, weights=weights, device=device)
 
 
+# Domain classifiers of datasets of other modalities (video: genbench.features.video_domain) register their
+# loader and trainer here; ``domain:<dataset>`` and ``train-features <dataset>`` follow the dataset's modality.
+MODALITY_CLASSIFIERS: dict[str, tuple[Callable[..., FeatureExtractor], Callable[..., dict]]] = {}
+
+
+def register_modality_classifier(modality: str, load: Callable[..., FeatureExtractor], train: Callable[..., dict]) -> None:
+    MODALITY_CLASSIFIERS[modality] = (load, train)
+
+
+def modality_classifier(dataset: str) -> tuple[Callable[..., FeatureExtractor], Callable[..., dict]] | None:
+    """The (load, train) pair of a registered dataset whose modality has its own classifier, else None (images)."""
+    from genbench.data.base import DATASETS
+
+    if dataset not in DATASETS:
+        return None
+    FEATURES.names()  # import every extractor module, so that their registrations have run
+    return MODALITY_CLASSIFIERS.get(get_dataset(dataset).modality)
+
+
 def load_domain_classifier(dataset: str, weights: Path | str | None = None, device="cpu") -> DomainFeatures:
     """The classifier for ``dataset``: ``weights`` file, else shipped (sha256-checked), else the cache's."""
+    other = modality_classifier(dataset)
+    if other is not None:
+        return other[0](dataset, weights=weights, device=device)
     if weights is not None:
         return _from_file(dataset, Path(weights), "argument", device)
     shipped = shipped_dir() / f"{dataset}.safetensors"
@@ -290,6 +312,7 @@ RECIPES: dict[str, Recipe] = {
     "digits": Recipe(epochs=60, batch_size=64, shift=1),
     "mnist5k": Recipe(epochs=30, shift=2),
     "fashion-mnist": Recipe(epochs=10, batch_size=256, shift=0, hflip=True),
+    "moving-digits-frames": Recipe(epochs=20, batch_size=64, shift=1),
 }
 
 
@@ -307,6 +330,9 @@ def train_domain_classifier(
     ``out_dir`` defaults to ``CACHE/domain``. Returns the manifest entry (sha256, architecture,
     recipe, test accuracy, n train/test, seconds). ``progress(epoch, epochs)`` is called per epoch.
     """
+    other = modality_classifier(dataset)
+    if other is not None:
+        return other[1](dataset, out_dir=out_dir, epochs=epochs, seed=seed, device=device, data_root=data_root, progress=progress)
     ds = get_dataset(dataset)
     if ds.modality != IMAGES or ds.num_classes is None:
         raise UsageError(f"dataset {dataset!r} has no labelled images; domain classifiers need a labelled image dataset")

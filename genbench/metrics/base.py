@@ -149,7 +149,8 @@ def split_space(key: str) -> tuple[str, str | None]:
     METRICS.names()  # make sure every metric module has registered its keys
     if key in KEYS:
         return key, None
-    base, _, space = ("fd_sfid" if key == "sfid" else key).rpartition("_")
+    published = {name: space for space, name in FD_NAMES.items()}
+    base, _, space = (f"fd_{published[key]}" if key in published else key).rpartition("_")
     base = "fid" if base == "fd" else base
     return (base, space) if base in KEYS and space else (key, None)
 
@@ -165,6 +166,12 @@ def metric_key(key: str) -> MetricKey | None:
     return MetricKey(key, mk.higher_is_better, f"{mk.description} in {space} features", mk.bias_corrected, mk.bounds)
 
 
+# Frechet distances with a published name of their own, by feature space: sFID (Nash et al. 2021); FVD
+# (Unterthiner et al. 2018), the Frechet distance of video features: ``fvd`` in the shipped domain video
+# space (as FID is ``fid`` in the shipped domain image spaces), ``fvd_i3d`` in I3D's
+FD_NAMES = {"sfid": "sfid", "video": "fvd", "i3d": "fvd_i3d"}
+
+
 def space_key(key: str, space: str | None) -> str:
     """A result key named in feature space ``space`` (None: Inception, where FID is FID).
 
@@ -174,7 +181,7 @@ def space_key(key: str, space: str | None) -> str:
     if not space:
         return key
     if key == "fid":
-        return "sfid" if space == "sfid" else f"fd_{space}"  # sFID keeps its published name
+        return FD_NAMES.get(space, f"fd_{space}")  # sFID and FVD keep their published names
     return f"{key}_{space}"
 
 

@@ -41,7 +41,7 @@ class VideoDiffusion(EDMDiffusion):
 
     def __init__(self, data_shape, modality, num_classes=None, temporal: str = "attention", width: int = 32,
                  depth: int = 1, channel_mult: tuple[int, ...] | list[int] = (1, 2), attn_levels: tuple[int, ...] | list[int] = (),
-                 sigma_data: float = EDM_SIGMA_DATA, sigma_min: float | None = None, sigma_max: float | None = None,
+                 patch: int = 1, sigma_data: float = EDM_SIGMA_DATA, sigma_min: float | None = None, sigma_max: float | None = None,
                  rho: float = 7.0, schedule: str = "karras", p_mean: float = -1.2, p_std: float = 1.2,
                  dropout: float = 0.0, dequantize: bool = True):
         check_choice(temporal, list(TEMPORAL), "temporal block")
@@ -51,7 +51,7 @@ class VideoDiffusion(EDMDiffusion):
                          p_mean=p_mean, p_std=p_std, dropout=dropout, dequantize=dequantize)
         # the config is this family's own (what build_model gets back from a checkpoint)
         self.config = dict(temporal=temporal, width=width, depth=depth, channel_mult=list(channel_mult),
-                           attn_levels=list(attn_levels), sigma_data=sigma_data, sigma_min=sigma_min, sigma_max=sigma_max,
+                           attn_levels=list(attn_levels), patch=patch, sigma_data=sigma_data, sigma_min=sigma_min, sigma_max=sigma_max,
                            rho=rho, schedule=schedule, p_mean=p_mean, p_std=p_std, dropout=dropout, dequantize=dequantize)
         self.net = self._build_net()
         self.ema_net = self._build_net().requires_grad_(False)
@@ -74,7 +74,7 @@ class VideoDiffusion(EDMDiffusion):
         frames, channels = self.data_shape[0], self.data_shape[1]
         return SpaceTimeUNet(frames, channels, channels=c["width"], channel_mult=tuple(c["channel_mult"]),
                              num_res_blocks=c["depth"], attn_levels=tuple(c["attn_levels"]), temporal=c["temporal"],
-                             dropout=c["dropout"])
+                             patch=c["patch"], dropout=c["dropout"])
 
     def denoising_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The EDM loss on videos: frames uniformly dequantised first when ``dequantize``."""
