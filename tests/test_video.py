@@ -115,7 +115,9 @@ def test_data_baseline_returns_training_examples_and_noise_spans_the_range():
     noise = build_model("noise", (8, 1, 16, 16), "video", 10)
     noise.fit(train, TrainBudget(steps=1), torch.Generator().manual_seed(0))
     u, _ = noise.sample(SeededNoise.for_run(0, 20))
-    assert u.min() >= -1 and u.max() <= 1 and abs(float(u.mean())) < 0.02 and float(u.std()) > 0.55
+    low, high = float(train.x.min()), float(train.x.max())  # the data's range
+    assert u.min() >= low and u.max() <= high and abs(float(u.mean()) - (low + high) / 2) < 0.02
+    assert float(u.std()) == pytest.approx((high - low) / 12**0.5, rel=0.02)  # uniform's std
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,10 +174,11 @@ def test_domain_video_features_identity_and_shapes(video_features):
 
 
 def test_fvd_separates_real_videos_from_independent_frames_and_noise(video_features):
-    # the validation of the feature space, independent of any trained generator: real train videos against the
-    # test split, the same frames shuffled across videos (what a perfect per-frame model draws), and noise
-    train = images_to_uint8(get_dataset("moving-digits").load("train").x[:1000])
-    test = images_to_uint8(get_dataset("moving-digits").load("test").x)
+    # the validation of the feature space, independent of any trained generator: real videos against other real
+    # videos, the same frames shuffled across videos (what a perfect per-frame model draws), and noise
+    # (measured at 500 train videos against 500 test: fvd 4.7, 81.7, 2285; tc 0.958, 0.362, 0.980)
+    videos = images_to_uint8(get_dataset("moving-digits").load("test").x)
+    test, train = videos[:400], videos[400:800]  # two disjoint sets of real videos
     g = torch.Generator().manual_seed(0)
     shuffled = train.transpose(0, 1).clone()  # [T, N, ...]
     for t in range(shuffled.shape[0]):
@@ -187,7 +190,7 @@ def test_fvd_separates_real_videos_from_independent_frames_and_noise(video_featu
     for name, videos in (("real", train), ("frames", shuffled), ("noise", noise)):
         r = evaluate_features(["fid", "fid_frame", "tc"], video_features.extract(videos), real, space="video")
         scores[name] = r.values
-    assert scores["real"]["fvd"] * 10 < scores["frames"]["fvd"] < scores["noise"]["fvd"] / 3, scores
+    assert scores["real"]["fvd"] * 8 < scores["frames"]["fvd"] < scores["noise"]["fvd"] / 10, scores
     # each shuffled frame is a real frame: per-frame FID cannot tell them from real videos
     assert scores["frames"]["fid_frame_video"] < 2 * scores["real"]["fid_frame_video"] + 1, scores
     assert scores["real"]["tc_video"] > scores["frames"]["tc_video"] + 0.1, scores
@@ -222,11 +225,14 @@ def test_i3d_loads_pytorch_i3d_state_dicts(i3d_files):
     net, d = i3d_files
     state = net.state_dict_as_pytorch_i3d()
     assert "Conv3d_1a_7x7.conv3d.weight" in state and "Mixed_5c.b3b.bn.running_var" in state
-    assert state["logits.conv3d.weight"].shape == (400, 1024, 1, 1, 1) and len(state) == 462 + 2
-    x = images_to_uint8(get_dataset("moving-digits").load("test").x[:2])
+    # 57 conv + BatchNorm units (3 stem, 9 Inception modules of 6) of 6 tensors, and the logits' weight and bias
+    assert state["logits.conv3d.weight"].shape == (400, 1024, 1, 1, 1) and len(state) == 57 * 6 + 2
+    x = images_to_uint8(get_dataset("moving-digits").load("test").x[:1])
     with torch.no_grad():
         expect = net(to_i3d_input(x, 32))
-    for name in ("rgb_imagenet.pt", "i3d.safetensors"):
+    old_style = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # files from before torch 0.4.1
+    torch.save(old_style, d / "old.pt")
+    for name in ("rgb_imagenet.pt", "i3d.safetensors", "old.pt"):
         features = load_i3d(d / name, size=32)
         assert features.space == "i3d" and features.weights_sha256 == hashlib.sha256((d / name).read_bytes()).hexdigest()
         assert torch.equal(features.extract(x)["pool"], expect)

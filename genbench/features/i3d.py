@@ -123,6 +123,10 @@ class InceptionI3d(nn.Module):
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         # pytorch-i3d keeps the blocks as attributes (``Mixed_3b.b0...``); here they sit in ``end_points``
         prefixed = {(f"end_points.{k}" if k.split(".")[0] in self.end_points else k): v for k, v in state.items()}
+        # files saved before BatchNorm counted its batches lack num_batches_tracked (unused in eval): fill them
+        for k, v in self.state_dict().items():
+            if k.endswith("num_batches_tracked"):
+                prefixed.setdefault(k, torch.zeros_like(v))
         return super().load_state_dict(prefixed, strict=strict, assign=assign)
 
     def state_dict_as_pytorch_i3d(self) -> dict[str, torch.Tensor]:

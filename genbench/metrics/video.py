@@ -8,8 +8,11 @@ named ``fvd`` by its feature space; see ``metrics.base.FD_NAMES``).
 * ``tc``: temporal consistency, the mean cosine similarity of consecutive frames' image features
   (``frame_similarity``), the CLIP frame consistency of Esser et al. 2023 ("Structure and
   Content-Guided Video Synthesis with Diffusion Models") in the domain space. It needs no reference set,
-  so it is a property of the samples alone: compare it with the real data's row, since frames that do
-  not change at all score 1, and a model can be consistent and wrong.
+  so it is a property of the samples alone and says nothing about their quality: compare it with the
+  real data's row. Frames that do not change score 1, and so does noise, nearly: measured on
+  moving-digits (500 videos each), real videos 0.958, real frames shuffled across videos 0.362,
+  uniform noise 0.980 (the classifier maps every noise frame to much the same features). Read it beside
+  per-frame FID and FVD.
 """
 
 from __future__ import annotations
