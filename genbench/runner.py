@@ -237,6 +237,7 @@ def run_spec(spec: RunSpec, ctx: RunContext) -> Record:
 def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     from genbench.metrics import MetricOptions, MetricResult, evaluate_features
     from genbench.metrics.base import LABELS
+    from genbench.metrics.evaluate import n_examples
     from genbench.reference import reference_extras, reference_features
 
     model, train_report = train_or_load(spec, ctx)
@@ -277,7 +278,7 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
     info = {**result.info, **ll_info, "train": train_report, "warnings": result.warnings,
             "n_samples": len(x), "sample_s": seconds, "nfe_max": nfe["nfe_max"]}
     prov.update(extractor.identity())
-    prov.update({"n_fake": len(x), "n_real": int(next(iter(real.values())).shape[0]), "reference_split": spec.reference_split,
+    prov.update({"n_fake": len(x), "n_real": int(n_examples(real)), "reference_split": spec.reference_split,
                  "sampler": spec.sampler, "steps": spec.steps, "ema": train_report.get("ema")})
     return Record(spec, OK, metrics, dict(result.ci), info, prov)
 

@@ -266,6 +266,8 @@ def test_a_video_suite_runs_through_the_runner(tmp_path, monkeypatch):
     summary = genbench.run_suite(str(suite), out=str(tmp_path / "run"))
     df = genbench.load_results(str(tmp_path / "run"))
     assert set(df["status"]) == {"ok"} and len(df) == 2
+    # n_real counts videos, not frames, also for the second row, whose reference features come from the cache
+    assert set(df["n_real"]) == {300} and set(df["n_fake"]) == {150}
     fvd = dict(zip(df["model"], df["fvd"]))
     assert fvd["real-data"] * 10 < fvd["noise"]
     text = summary.leaderboard.read_text()

@@ -218,10 +218,19 @@ def unequal_n_warning(n1: int, n2: int | None, keys: list[str]) -> list[str]:
     ]
 
 
+def n_examples(features: Mapping) -> int | None:
+    """The number of examples a feature mapping describes: the rows of ``pool`` where there is one (other keys
+    may hold a row per frame, and a mapping read back from the cache has its keys in another order), else of
+    its first feature."""
+    if "pool" in features:
+        return len(features["pool"])
+    return next((len(v) for k, v in features.items() if k not in EXTRA_KEYS), None)
+
+
 def sample_sizes(fake: Mapping, real: Mapping | None, real_stats: Mapping | None) -> dict:
-    n1 = next((len(v) for k, v in fake.items() if k not in EXTRA_KEYS), 0)
+    n1 = n_examples(fake) or 0
     if real:
-        n2 = next((len(v) for k, v in real.items() if k not in EXTRA_KEYS), None)
+        n2 = n_examples(real)
     else:
         n2 = int(real_stats["n"]) if real_stats is not None and "n" in real_stats else None
     return {"n1": n1, "n2": n2}
