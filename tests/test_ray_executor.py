@@ -86,10 +86,10 @@ def test_killed_worker_is_retried_and_a_failing_task_is_bounded(local_ray, tmp_p
     marks = tmp_path / "attempts"
     marks.mkdir()
 
-    def flaky(spec_dict, *args):
+    def flaky(spec_dicts, *args):  # one task per cell; these cells hold one spec each
         from genbench.spec import RunSpec
 
-        key = RunSpec.from_dict(spec_dict).key
+        key = RunSpec.from_dict(spec_dicts[0]).key
         with open(marks / key, "a") as f:
             f.write("x")
         tries = (marks / key).stat().st_size
@@ -97,7 +97,7 @@ def test_killed_worker_is_retried_and_a_failing_task_is_bounded(local_ray, tmp_p
             os._exit(1)  # the worker process dies mid-task, as under a kill or the OOM killer
         if key == fail:
             raise RuntimeError("disk on fire")
-        return run_remote(spec_dict, *args)
+        return run_remote(spec_dicts, *args)
 
     store = ResultsStore(tmp_path / "run")
     from genbench import cache
