@@ -564,7 +564,10 @@ def provenance_footer(records: list[Record]) -> list[str]:
         vals["torch"].add(f"{v.get('torch', '?')}, torch-fidelity {v.get('torch-fidelity', '?')}")
         vals["device"].add(str(p.get("device")))
         weights = p.get("weights_sha256")
-        std = "" if p.get("standard_weights", True) else " — NON-STANDARD WEIGHTS, not comparable to published numbers"
+        unverified = str(p.get("weights_verification", "")).startswith("unverified")
+        std = "" if p.get("standard_weights", True) else (
+            " — UNVERIFIED WEIGHTS (no published sha256 to compare with; check the hash yourself)" if unverified
+            else " — NON-STANDARD WEIGHTS, not comparable to published numbers")
         vals["features"].add(f"{p.get('features')} (weights sha256 {weights[:12] if weights else 'none'}, "
                              f"preprocessing {p.get('preprocessing')}){std}")
         vals["samples"].add(f"n_fake {p.get('n_fake')}, n_real {p.get('n_real')} ({p.get('reference_split')} split)")
