@@ -112,6 +112,31 @@ def test_killed_worker_is_retried_and_a_failing_task_is_bounded(local_ray, tmp_p
     assert by_key[fail].error.startswith("Ray task failed 2 times") and "disk on fire" in by_key[fail].error
 
 
+def test_a_cell_in_several_feature_spaces_is_one_task(local_ray, tmp_path, one_torch_thread):
+    """features: [auto, raw] on digits: one task per (seed) cell samples once and returns a record per space."""
+    path = tmp_path / "spaces.yaml"
+    path.write_text("name: spaces\nsettings: {n_samples: 30, n_reference: 30, train: {steps: 5}, metrics: [fid]}\n"
+                    "runs:\n  - datasets: [digits]\n    models: [tiny]\n    seeds: [0, 1]\n    features: [auto, raw]\n")
+    specs = plan_suite(load_suite(str(path))).specs
+    marks = tmp_path / "tasks"
+    marks.mkdir()
+
+    def counted(spec_dicts, *args):
+        (marks / f"{len(os.listdir(marks))}-{len(spec_dicts)}").touch()
+        return run_remote(spec_dicts, *args)
+
+    from genbench import cache
+
+    cache.set_cache_dir(tmp_path / "c")
+    records = run_specs_ray(specs, ResultsStore(tmp_path / "run"), RunContext(), task=counted)
+    assert sorted(p.split("-")[1] for p in os.listdir(marks)) == ["2", "2"]  # two cells of two spaces each
+    assert len(records) == 4 and all(r.status == "ok" for r in records)
+    for seed in (0, 1):
+        cell = [r for r in records if r.spec.seed == seed]
+        assert {r.spec.features for r in cell} == {"domain:digits", "raw"}
+        assert cell[0].metrics["sample_s_per_1k"] == cell[1].metrics["sample_s_per_1k"]  # one sampling pass
+
+
 def test_address_needs_the_ray_executor(tmp_path):
     res = CliRunner().invoke(app, ["run", "--suite", "smoke", "--out", str(tmp_path / "o"), "--address", "h:6379"])
     assert res.exit_code == 2 and "needs --executor ray" in res.output
