@@ -247,8 +247,7 @@ def run_cell(specs: list[RunSpec], ctx: RunContext) -> list[Record]:
     shared = _guarded(specs[0], provs[0], lambda: _train_and_sample(specs[0], ctx))
     if isinstance(shared, Record):  # training or sampling failed, or the samples are not finite: for every spec
         return [replace(shared, spec=sp, provenance=prov) for sp, prov in zip(specs, provs)]
-    model, train_report, drawn = shared
-    preview = preview_samples(drawn.x, model)
+    model, train_report, drawn, preview = shared
     records = []
     for sp, prov in zip(specs, provs):
         rec = _guarded(sp, prov, lambda: evaluate_drawn(sp, model, train_report, drawn, ctx, prov))
@@ -271,8 +270,9 @@ def _guarded(spec: RunSpec, prov: dict[str, Any], stage):
         return Record(spec, FAILED, provenance=prov, error=f"{type(e).__name__}: {first}")
 
 
-def _train_and_sample(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict[str, Any], Drawn] | Record:
-    """The sampling part of a cell: model, training report and samples (a failed Record for non-finite samples)."""
+def _train_and_sample(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict[str, Any], Drawn, Any] | Record:
+    """The sampling part of a cell: model, training report, samples and their preview (a failed Record for
+    non-finite samples)."""
     model, train_report = train_or_load(spec, ctx)
     ctx.event("trained", spec, train_s=train_report.get("train_s"), cached=train_report.get("cached"))
     drawn = draw_samples(model, spec, ctx)
@@ -282,7 +282,7 @@ def _train_and_sample(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, 
     if bad:
         return Record(spec, FAILED, info={"train": train_report},
                       error=f"model produced {bad} of {len(x)} samples with NaN or Inf; lower the learning rate or check the recipe")
-    return model, train_report, drawn
+    return model, train_report, drawn, preview_samples(x, model)
 
 
 def evaluate_drawn(spec: RunSpec, model: GenerativeModel, train_report: dict[str, Any], drawn: Drawn, ctx: RunContext,

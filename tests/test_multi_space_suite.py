@@ -155,3 +155,20 @@ def test_a_failing_space_fails_only_its_spec(tmp_path, monkeypatch):
     records = runner.run_specs(specs, ResultsStore(tmp_path / "run"), runner.RunContext())
     assert [r.status for r in records] == ["ok", "failed"]
     assert "GENBENCH_DINOV2_WEIGHTS" in records[1].error and "fid" in records[0].metrics
+
+
+def test_a_training_failure_fails_every_space_of_its_cell(tmp_path, monkeypatch):
+    from genbench import cache
+
+    def broken(spec, ctx):
+        raise RuntimeError("loss is NaN at step 3")
+
+    monkeypatch.setattr(runner, "train_or_load", broken)
+    cache.set_cache_dir(tmp_path / "cache")
+    specs = plan_suite(load_suite(str(suite_file(tmp_path, "[auto, raw]", "[fid]", seeds="[0]")))).specs
+    records = runner.run_cell(specs, runner.RunContext())
+    assert [(r.spec.features, r.status, r.error) for r in records] == [
+        ("domain:digits", "failed", "RuntimeError: loss is NaN at step 3"), ("raw", "failed", "RuntimeError: loss is NaN at step 3")]
+    assert [r.provenance["spec"]["features"] for r in records] == ["domain:digits", "raw"]
+    with pytest.raises(ValueError, match="share one sampling_key"):
+        runner.run_cell([specs[0], RunSpec.from_dict({**specs[0].to_dict(), "seed": 5})], runner.RunContext())
