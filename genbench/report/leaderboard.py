@@ -31,8 +31,8 @@ from genbench.cache import UnwritableError, WriteFailure, atomic_write_bytes, co
 from genbench.spec import OK, Record, frame_options, options_label, record_warnings
 
 COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "cmmd", "vendi",
-                "vendi_per_class", "authpct", "nn_ratio", "intra_fid", "class_consistency", "modes_captured", "high_quality", "mode_kl",
-                "bpd", "nll", "nfe", "sample_s_per_1k", "train_s")
+                "vendi_per_class", "authpct", "nn_ratio", "intra_fid", "class_consistency", "modes_captured", "high_quality",
+                "mode_kl", "bpd", "nll", "nfe", "sample_s_per_1k", "train_s")
 PAIRED_STD = {"kid_mean": "kid_std", "is_mean": "is_std"}
 HIDDEN = set(PAIRED_STD.values())
 LIKELIHOOD_KEYS = ("bpd", "nll")
