@@ -272,3 +272,14 @@ def test_a_video_suite_runs_through_the_runner(tmp_path, monkeypatch):
     assert fvd["real-data"] * 10 < fvd["noise"]
     text = summary.leaderboard.read_text()
     assert "features domain:moving-digits" in text and "fvd ↓" in text and "fid_frame_video ↓" in text
+
+
+def test_quality_figure_plots_the_frechet_distance_of_the_space():
+    from types import SimpleNamespace
+
+    from genbench.report.figures import quality_metric
+
+    rows = [SimpleNamespace(metrics={"fvd": 3.0, "kid_mean_video": 1.0, "nfe": 6.0})]
+    assert quality_metric(rows, points=False) == "fvd"
+    assert quality_metric([SimpleNamespace(metrics={"fd_dinov2": 1.0, "fd_inf": 2.0})], points=False) == "fd_dinov2"
+    assert quality_metric([SimpleNamespace(metrics={"fid": 1.0, "fvd": 2.0})], points=False) == "fid"

@@ -33,9 +33,13 @@ COSTS = (("nfe", "NFE"), ("sample_s_per_1k", "seconds per 1k samples"))
 
 
 def quality_metric(rows: list["Row"], points: bool) -> str | None:
-    """FID on images; on 2-D points coverage (FID there compares only means and covariances)."""
+    """FID on images (or the Frechet distance named for the table's feature space: fd_dinov2, sfid, fvd); on 2-D
+    points coverage (FID there compares only means and covariances)."""
+    from genbench.metrics.base import split_space
+
     have = {k for r in rows for k in r.metrics}
-    for key in (("coverage", "fid") if points else ("fid", "fd_inf", "kid_mean")):
+    space_fds = sorted(k for k in have if k != "fid" and split_space(k)[0] == "fid")
+    for key in (("coverage", "fid") if points else ("fid", *space_fds, "fd_inf", "kid_mean")):
         if key in have:
             return key
     return None
