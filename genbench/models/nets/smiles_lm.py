@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from genbench.data.smiles import SMILES, Molecules
 from genbench.errors import UsageError
-from genbench.models.base import NATIVE, GenerativeModel, Progress, TrainBudget
+from genbench.models.base import NATIVE, TEMPERATURE, GenerativeModel, Progress, TrainBudget, check_positive_option
 from genbench.models.nets.training import init_parameters, train_with_adam
 from genbench.registry import check_choice
 from genbench.seeding import SeededNoise
@@ -40,7 +40,6 @@ PAD, BOS, EOS = 0, 1, 2
 N_SPECIAL = 3
 # every character of the MOSES train split (#()-123456=BCFHNOS[]clnors) and the rest of common SMILES
 DEFAULT_ALPHABET = "#%()+-./0123456789=@BCFHINOPS[\\]abcilnoprs"
-TEMPERATURE = "temperature"
 TEMPERATURE_MEANING = "softmax temperature T > 0 of every character drawn (1: the model's own distribution)"
 
 # step(previous tokens [B], state) -> (logits [B, V], state)
@@ -146,12 +145,6 @@ def evaluation_mode(module: torch.nn.Module):
         module.train(was_training)
 
 
-def check_temperature(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise UsageError(f"sampling option temperature must be a number > 0, e.g. 0.7, 1 or 1.3; got {value!r}")
-    return float(value)
-
-
 class SmilesLanguageModel(GenerativeModel):
     """A model of SMILES strings as character sequences; subclasses give the network (``training_loss``,
     ``token_log_probs``, ``sample_batch``)."""
@@ -184,14 +177,8 @@ class SmilesLanguageModel(GenerativeModel):
 
     @classmethod
     def check_sampling_options(cls, sampler: str, options: Mapping, config: Mapping | None = None) -> None:
-        parent = getattr(super(), "check_sampling_options", None)
-        if parent is not None:
-            parent(sampler, options, config)
-        else:
-            for name in options:
-                check_choice(str(name), list(cls.sampling_options(sampler, config)), f"sampling option of {cls.family}")
-        if TEMPERATURE in options:
-            check_temperature(options[TEMPERATURE])
+        super().check_sampling_options(sampler, options, config)
+        check_positive_option(cls.family, TEMPERATURE, options)
 
     # ------------------------------------------------------------------ the network's part
 
@@ -261,9 +248,9 @@ class SmilesLanguageModel(GenerativeModel):
                              temperature: float = 1.0) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
         """(SMILES, log p of the drawn tokens at T = 1 accumulated while drawing [B], network steps [B])."""
         check_choice(sampler, self.supported_samplers(), f"sampler for the {self.family} family")
-        temperature = check_temperature(temperature)
+        self.check_sampling_options(sampler, {TEMPERATURE: temperature})
         with evaluation_mode(self):
-            return self.sample_batch(noise, temperature)
+            return self.sample_batch(noise, float(temperature))
 
     def uniforms(self, noise: SeededNoise) -> torch.Tensor:
         """One uniform per position and sample [B, max_length + 1] (sample i from its own generator)."""
