@@ -62,7 +62,7 @@ class CharRNN(SmilesLanguageModel):
 
     def token_log_probs(self, ids: torch.Tensor, noise: SeededNoise) -> torch.Tensor:
         logits, _ = self(ids[:, :-1])
-        return sequence_log_probs(logits, ids).sum(1)
+        return sequence_log_probs(logits, ids, self.max_length).sum(1)
 
     def sample_batch(self, noise: SeededNoise, temperature: float):
         def step(prev: torch.Tensor, state: Any):

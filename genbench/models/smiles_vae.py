@@ -104,7 +104,7 @@ class SmilesVAE(SmilesLanguageModel):
         mu, logvar = self.encode(ids)
         z = mu + torch.exp(0.5 * logvar) * noise.randn(mu.shape[1]).to(self.device)
         logits, _ = self.decode(ids[:, :-1], z, self.initial_state(z))
-        return sequence_log_probs(logits, ids).sum(1) - self.kl(mu, logvar)
+        return sequence_log_probs(logits, ids, self.max_length).sum(1) - self.kl(mu, logvar)
 
     def sample_batch(self, noise: SeededNoise, temperature: float):
         z = noise.randn(self.config["latent_dim"]).to(self.device)  # z first, then the characters' uniforms

@@ -3,13 +3,15 @@
 Tokens: PAD = 0, BOS = 1, EOS = 2, then one token per character of the recipe's ``alphabet`` (as
 MOSES's CharVocab: ``Cl`` is ``C`` then ``l``). A molecule of T characters is BOS c_1 .. c_T EOS; the
 model's distribution over the next token is a softmax over the characters and EOS (PAD and BOS are
-never drawn: their logits are -inf in training, likelihood and sampling alike), so
+never drawn: their logits are -inf in training, likelihood and sampling alike); after ``max_length``
+characters EOS is certain (the sampler stops there), so
 
-    log p(s) = sum_{t=1..T+1} log p(c_t | c_<t, ...),   c_{T+1} = EOS,
+    log p(s) = sum_{t=1..T} log p(c_t | c_<t, ...) + [T < max_length] log p(EOS | c_<=T, ...),
 
-an exact probability of the string in nats. A string with a character outside the alphabet, or longer
-than ``max_length`` characters, cannot be sampled and has probability 0 (log p = -inf); training skips
-such strings and reports how many (``n_dropped``).
+an exact probability in nats of the string the sampler returns: it sums to 1 over every string of at
+most ``max_length`` characters of the alphabet (the empty one included). A string with a character
+outside the alphabet, or longer than ``max_length``, cannot be sampled and has probability 0
+(log p = -inf); training skips such strings and reports how many (``n_dropped``).
 
 Sampling draws character t of sample i by the inverse CDF of softmax(logits / temperature) at u_{i,t},
 one uniform per position from sample i's own generator (``SeededNoise``), so a sample does not depend
@@ -58,7 +60,7 @@ class CharVocab:
         return N_SPECIAL + len(self.alphabet)
 
     def fits(self, s: str, max_length: int) -> bool:
-        return 0 < len(s) <= max_length and set(s) <= self.chars
+        return len(s) <= max_length and set(s) <= self.chars
 
     def encode(self, smiles: Sequence[str], device: torch.device | str = "cpu") -> torch.Tensor:
         """[B, T + 2] int64: BOS, the characters, EOS, then PAD up to the batch's longest string (T characters)."""
@@ -87,11 +89,15 @@ def next_token_log_probs(logits: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(masked, dim=-1)
 
 
-def sequence_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Per-token log p of the targets ids[:, 1:] given logits [B, T + 1, V] at positions 0..T; PAD -> 0. [B, T + 1]"""
+def sequence_log_probs(logits: torch.Tensor, ids: torch.Tensor, max_length: int) -> torch.Tensor:
+    """Per-token log p of the targets ids[:, 1:] given logits [B, T + 1, V] at positions 0..T; PAD -> 0, and the
+    EOS after ``max_length`` characters -> 0 (it is certain). [B, T + 1]"""
     targets = ids[:, 1:]
     lp = next_token_log_probs(logits).gather(2, targets.unsqueeze(2)).squeeze(2)
-    return lp.masked_fill(targets == PAD, 0.0)
+    certain = targets == PAD
+    if targets.shape[1] > max_length:
+        certain[:, max_length] |= targets[:, max_length] == EOS
+    return lp.masked_fill(certain, 0.0)
 
 
 def draw_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
