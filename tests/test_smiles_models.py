@@ -168,3 +168,20 @@ def test_bad_suites_are_one_line_and_exit_2(tmp_path, capsys, extra, message):
     code, out, err = run_cli(["run", "--suite", path, "--out", tmp_path / "out"], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "results.sqlite").exists()
+
+
+def test_genbench_sample_writes_smiles(tmp_path, capsys):
+    import numpy as np
+
+    from genbench.models.base import save_checkpoint
+
+    model = fitted("charrnn")
+    save_checkpoint(model, tmp_path / "ckpt")
+    code, out, err = run_cli(["sample", tmp_path / "ckpt", "--n", 7, "--seed", 2, "--option", "temperature=0.7",
+                              "--out", tmp_path / "s.npz"], capsys)
+    assert code == 0, err
+    with np.load(tmp_path / "s.npz", allow_pickle=False) as z:
+        got = z["samples"].tolist()
+    assert got == list(model.sample(SeededNoise.for_run(2, 7), temperature=0.7)[0])
+    code, out, err = run_cli(["sample", tmp_path / "ckpt", "--option", "temperature=0", "--out", tmp_path / "t.npz"], capsys)
+    assert code == 2 and "temperature" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "t.npz").exists()
