@@ -185,3 +185,17 @@ def test_genbench_sample_writes_smiles(tmp_path, capsys):
     assert got == list(model.sample(SeededNoise.for_run(2, 7), temperature=0.7)[0])
     code, out, err = run_cli(["sample", tmp_path / "ckpt", "--option", "temperature=0", "--out", tmp_path / "t.npz"], capsys)
     assert code == 2 and "temperature" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "t.npz").exists()
+
+
+def test_leaderboard_lists_kept_smiles_as_text():
+    import numpy as np
+
+    from genbench.report.figures import sample_texts
+    from genbench.report.leaderboard import row_of_record
+
+    rec = Record(spec("charrnn", temperature=1.3), OK, {"validity": 0.5})
+    kept = runner.preview_samples(("CCO", "", "c1ccccc1") + ("C",) * 70, fitted("charrnn"))
+    assert kept.shape == (64,) and kept.dtype.kind == "U"  # the store keeps the first 64 strings
+    (line,) = sample_texts([row_of_record(rec)], {rec.key: kept}, k=3)
+    assert line == "- charrnn / native [temperature=1.3] (seed 3): `CCO`, (empty), `c1ccccc1`"
+    assert sample_texts([row_of_record(rec)], {rec.key: np.zeros((4, 2), np.float32)}) == []  # points are figures
