@@ -143,7 +143,7 @@ def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> Draw
     _sync(ctx.device)
     t0 = time.perf_counter()
     for batch in noise.batches(ctx.batch_size):
-        x, calls = model.sample(batch, spec.sampler, spec.steps)
+        x, calls = model.sample(batch, spec.sampler, spec.steps, **spec.options)
         chunks.append(x.detach().float().cpu())
         nfe.append((float(calls), len(batch)))
         done += len(batch)

@@ -18,6 +18,7 @@ Schema (unknown keys are an error naming the key)::
         models: [diffusion-mlp]         # recipes, or diffusers:PATH / python:MODULE:FUNCTION models
         samplers: [euler, heun]         # default: each model's first sampler
         steps: [4, 8, 16]               # default: each sampler's default steps
+        options: {guidance: [0, 1, 2]}  # sampling options swept like steps (the models' sampling_options)
         seeds: [0]                      # default: the suite's seeds, else [0]
         settings: {n_samples: 1000}     # per-grid overrides
 
@@ -49,7 +50,7 @@ from genbench.errors import UsageError
 from genbench.registry import check_choice
 
 SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "seeds", "runs"}
-GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings"}
+GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings", "options"}
 SUITE_SEEDS = "_suite_seeds"  # (internal grid key) the seeds a suite file gave a grid that lists none
 SUITE_SETTINGS = "_suite_settings"  # (internal grid key) the settings of the files above a grid, merged
 SETTING_DEFAULTS: dict[str, Any] = {
@@ -182,6 +183,8 @@ def _check_grid(grid: Any, where: str) -> dict[str, Any]:
             raise UsageError(f"{where} lists no {req}; add a '{req}:' list")
     _check_settings(grid.get("settings") or {}, where)
     out = dict(grid)
+    if "options" in out:
+        out["options"] = check_options(out["options"], where)
     for key in ("datasets", "models", "samplers", "steps", "seeds"):
         if key in out and not isinstance(out[key], list):
             out[key] = [out[key]]
@@ -226,6 +229,7 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
     s = _merge(_merge(SETTING_DEFAULTS, above), grid.get("settings") or {})
     check_setting_values(s, where)
     grid_steps = check_steps(grid.get("steps"), where)
+    combos = option_combinations(grid.get("options") or {})
     wanted = grid.get("samplers")
     for name in wanted or []:
         SAMPLERS.get(name)  # "did you mean" for unknown sampler names
@@ -244,10 +248,15 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
             chosen, own_steps = _choose_samplers(family, family_name, config, wanted, grid_steps, f"{where}: {model}", notes)
             used.update(chosen)
             for sampler in chosen:
+                for options in combos:
+                    try:
+                        family.check_sampling_options(sampler, options, config)
+                    except UsageError as e:
+                        raise UsageError(f"{where}: model {model!r}: {e}") from None
                 default = _default_steps(family, sampler, config)
                 for steps in [None] if default is None else (own_steps or [default]):
-                    specs += [_spec(suite.name, s, ds_name, model, family_name, model_hash, features, sampler, steps, sd)
-                              for sd in seeds]
+                    specs += [_spec(suite.name, s, ds_name, model, family_name, model_hash, features, sampler, steps, sd,
+                                    options) for options in combos for sd in seeds]
     unused = [x for x in wanted or [] if x not in used]
     if unused:
         raise UsageError(f"{where}: no model of this grid can use sampler {unused[0]!r}; remove it or add a model that supports it")
@@ -300,14 +309,14 @@ def _choose_samplers(family: Any, family_name: str, config: dict[str, Any], want
 
 
 def _spec(suite: str, s: dict[str, Any], dataset: str, model: str, family: str, model_hash: str, features: str,
-          sampler: str, steps: int | None, seed: int) -> "RunSpec":
+          sampler: str, steps: int | None, seed: int, options: dict[str, Any] | None = None) -> "RunSpec":
     from genbench.spec import RunSpec
 
     return RunSpec(suite=suite, dataset=dataset, model=model, family=family, recipe_hash=model_hash,
                    sampler=sampler, steps=steps, seed=seed, n_samples=int(s["n_samples"]),
                    n_reference=int(s["n_reference"]), metrics=tuple(s["metrics"] or ()), features=features,
                    train_split=s["train_split"], reference_split=s["reference_split"],
-                   bootstrap=int(s["bootstrap"]), train=dict(s.get("train") or {}))
+                   bootstrap=int(s["bootstrap"]), train=dict(s.get("train") or {}), options=dict(options or {}))
 
 
 def _default_steps(family: Any, sampler: str, config: dict[str, Any]) -> int | None:
@@ -324,6 +333,31 @@ def check_seeds(seeds: Any, where: str) -> list[int]:
     if not values or not all(_is_int(x) and x >= 0 for x in values) or len(set(values)) != len(values):
         raise UsageError(f"seeds in {where} must be distinct non-negative integers, e.g. [0, 1, 2]; got {seeds!r}")
     return [int(x) for x in values]
+
+
+def check_options(options: Any, where: str) -> dict[str, list[Any]]:
+    """A grid's sampling options: a mapping of option names to a value or a list of values (numbers or
+    names), each list without repeats; returned as name -> list."""
+    if not isinstance(options, dict) or not options:
+        raise UsageError(f"options in {where} must be a mapping of sampling options to values, e.g. "
+                         f"options: {{guidance: [0, 1, 2]}}; got {options!r}")
+    out = {}
+    for name, values in options.items():
+        vals = values if isinstance(values, list) else [values]
+        ok = vals and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in vals)
+        if not _NAME_RE.match(str(name)) or not ok or len({repr(v) for v in vals}) != len(vals):
+            raise UsageError(f"option {name!r} in {where} must be a name with a number or a name, or a list of distinct "
+                             f"ones, e.g. {name}: [0, 1.5]; got {values!r}")
+        out[str(name)] = [float(v) if isinstance(v, float) else v for v in vals]
+    return out
+
+
+def option_combinations(options: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a grid's option values, in the order written ([{}] without options)."""
+    import itertools
+
+    names = list(options)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(options[n] for n in names))]
 
 
 def check_steps(steps: Any, where: str) -> list[int] | None:

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from genbench.cache import UnwritableError, WriteFailure, atomic_write_bytes, content_key
-from genbench.spec import OK, Record, record_warnings
+from genbench.spec import OK, Record, frame_options, options_label, record_warnings
 
 COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "cmmd", "vendi",
                 "authpct", "nn_ratio", "intra_fid", "class_consistency", "modes_captured", "high_quality", "mode_kl",
@@ -96,6 +96,12 @@ class Row:
     key: str = ""  # the record's key (the first seed's, for an aggregated row)
     ci_method: str | None = None  # how the intervals were made (None: the percentile bootstrap of older stores)
     members: list["Row"] = field(default_factory=list)  # the per-seed rows of an aggregated row
+    options: dict[str, Any] = field(default_factory=dict)  # the spec's sampling options (guidance, eta, ...)
+
+    @property
+    def sampler_label(self) -> str:
+        """The sampler with its sampling options, as tables show it: ``ddim [guidance=2]``."""
+        return self.sampler + options_label(self.options)
 
     def value(self, key: str) -> float | None:
         v = self.metrics.get(key)
@@ -116,7 +122,7 @@ def row_of_record(rec: Record) -> Row:
                {k: v for k, v in rec.metrics.items() if _is_number(v)}, ci=dict(rec.ci), warnings=warnings,
                n_fake=p.get("n_fake"), n_real=p.get("n_real"), kid_subset_size=rec.info.get("kid_subset_size"),
                likelihood_kind=rec.info.get("likelihood_kind"), label=s.label(), nll_true=rec.info.get("nll_true_density"),
-               key=rec.key, ci_method=rec.info.get("ci_method"))
+               key=rec.key, ci_method=rec.info.get("ci_method"), options=dict(s.options))
 
 
 def rows_of_frame(df: pd.DataFrame) -> list[Row]:
@@ -135,13 +141,15 @@ def rows_of_frame(df: pd.DataFrame) -> list[Row]:
         text = r.get("warnings")
         warnings = [w for w in str(text).split(WARNING_SEPARATOR) if w] if isinstance(text, str) else []
         steps = None if pd.isna(r["steps"]) else int(r["steps"])
-        label = f"{r['dataset']} | {r['model']} | {r['sampler']}{'@' + str(steps) if steps is not None else ''} | seed {r['seed']}"
+        options = frame_options(r.get("options"))
+        label = (f"{r['dataset']} | {r['model']} | {r['sampler']}{'@' + str(steps) if steps is not None else ''}"
+                 f"{options_label(options)} | seed {r['seed']}")
         sha = _str(r.get("weights_sha256"))
         space = f"{r.get('features')} (weights {sha[:12]})" if sha else str(r.get("features"))
         rows.append(Row(r["dataset"], space, r["model"], r["family"], r["sampler"], steps, [int(r["seed"])],
                         metrics, ci=ci, warnings=warnings, n_fake=_int(r.get("n_fake")), n_real=_int(r.get("n_real")),
                         kid_subset_size=_int(r.get("kid_subset_size")), likelihood_kind=_str(r.get("likelihood_kind")),
-                        label=label))
+                        label=label, options=options))
     return rows
 
 
@@ -178,7 +186,7 @@ def aggregate_rows(rows: list[Row]) -> Row:
     return Row(first.dataset, first.space, first.model, first.family, first.sampler, first.steps,
                sorted(s for r in rows for s in r.seeds), mean, std, {}, warnings, first.n_fake, first.n_real,
                first.kid_subset_size, first.likelihood_kind, first.label, first.nll_true, first.key,
-               members=sorted(rows, key=lambda r: r.seeds))
+               members=sorted(rows, key=lambda r: r.seeds), options=first.options)
 
 
 def table_groups(records: list[Record]) -> dict[tuple[str, str], list[Row]]:
@@ -329,7 +337,7 @@ def sort_rows(rows: list[Row], key: str) -> list[Row]:
 
     def order(r: Row) -> tuple:
         v = r.value(key)
-        return (v is None, sign * (v if v is not None else 0.0), r.model, r.sampler, r.steps or 0, r.seeds)
+        return (v is None, sign * (v if v is not None else 0.0), r.model, r.sampler, r.steps or 0, sorted(map(str, r.options.items())), r.seeds)
 
     return sorted(rows, key=order)
 
@@ -382,7 +390,7 @@ def render_table(rows: list[Row], cols: list[str], notes: dict[str, int], bold: 
     for r in rows:
         warn = cell_warnings(r)
         seeds = f"{len(r.seeds)} ({', '.join(map(str, r.seeds))})" if several else str(r.seeds[0])
-        out = [r.model + _marks(notes, warn.get("model", [])), r.family, r.sampler, fmt(r.steps), seeds]
+        out = [r.model + _marks(notes, warn.get("model", [])), r.family, r.sampler_label, fmt(r.steps), seeds]
         for c in cols:
             text = cell(r, c)
             if c in best and r.value(c) == best[c]:
