@@ -248,3 +248,36 @@ def test_samplers_of_a_guided_family_are_the_unconditional_familys():
         assert MODELS.get(family).supported_samplers() == MODELS.get(plain).supported_samplers()
         assert MODELS.get(family).conditional and not MODELS.get(plain).conditional
     assert all(SAMPLERS.get(s).kind in ("vp", "diffusion") for s in MODELS.get("ddpm_cfg").supported_samplers())
+
+
+# -- through a suite: options in the spec, the record, the store and the leaderboard -----------------------------------
+
+GUIDED_SUITE = """
+name: guided
+settings: {n_samples: 60, n_reference: 60, features: auto, metrics: [fid, class_consistency], train: {steps: 20, batch_size: 64}}
+runs:
+  - datasets: [digits]
+    models: [ddpm_cfg]
+    samplers: [ddim]
+    steps: [4]
+    options: {guidance: [1, 3]}
+"""
+
+
+def test_guidance_is_recorded_with_every_result_and_swept_in_the_leaderboard(tmp_path):
+    from genbench.pipeline import run_suite
+    from genbench.report.leaderboard import render_markdown
+    from genbench.store import ResultsStore, load_results
+
+    path = tmp_path / "guided.yaml"
+    path.write_text(GUIDED_SUITE)
+    run_suite(str(path), out=tmp_path / "run", progress=False)
+    recs = sorted(ResultsStore(tmp_path / "run").records(), key=lambda r: r.spec.options["guidance"])
+    assert [r.status for r in recs] == ["ok", "ok"]
+    assert [r.spec.options for r in recs] == [{"guidance": 1}, {"guidance": 3}]
+    assert [r.metrics["nfe"] for r in recs] == [4.0, 8.0]  # 2 passes per guided step
+    assert all(0 <= r.metrics["class_consistency"] <= 1 for r in recs)
+    df = load_results(tmp_path / "run")
+    assert sorted(df["options"].tolist()) == ['{"guidance": 1}', '{"guidance": 3}']
+    md = render_markdown(recs, "guided", "fid")
+    assert "ddim [guidance=3]" in md and "**Metrics against the sampling option `guidance`**" in md

@@ -72,13 +72,14 @@ def sweep_tables(rows: list["Row"]) -> list[str]:
         several = any(len(r.seeds) > 1 for r in members)
         lines += [f"**Metrics against the sampling option `{option}`**: rows that differ only in `{option}`, "
                   "in order of its value" + (" (mean ± std across seeds)" if several else "") + ".", ""]
-        head = ["model", "sampler", "steps", "other options", option] + [f"{c} {arrow(c)}".strip() for c in cols]
-        lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(head) - 4)) + "|"]
-        for s in found:
-            for r in s:
-                rest = options_label({k: v for k, v in r.options.items() if k != option}).strip(" []") or "–"
-                out = [r.model, r.sampler, fmt(r.steps), rest, fmt(r.options[option])] + [cell(r, c) for c in cols]
-                lines.append("| " + " | ".join(out) + " |")
+        rest = {id(r): options_label({k: v for k, v in r.options.items() if k != option}).strip(" []") for r in members}
+        fixed = ["other options"] if any(rest.values()) else []  # the options a sweep holds fixed, where there are any
+        head = ["model", "sampler", "steps", *fixed, option] + [f"{c} {arrow(c)}".strip() for c in cols]
+        n_text = 3 + len(fixed)
+        lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * n_text + ["---:"] * (len(head) - n_text)) + "|"]
+        for r in members:
+            out = [r.model, r.sampler, fmt(r.steps), *([rest[id(r)] or "–"] if fixed else []), fmt(r.options[option])]
+            lines.append("| " + " | ".join(out + [cell(r, c) for c in cols]) + " |")
         lines.append("")
     return lines
 
