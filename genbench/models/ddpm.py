@@ -16,7 +16,10 @@ hurt: FID 195 vs 161 (ancestral, 50 steps) and 457 vs 67 (DDIM, 50 steps), domai
 1000 samples. The scheduler settings ``vp`` samplers read (``scheduler_config``) are the model's own.
 ``diffusion`` samplers walk ``sigma_schedule`` (default
 ``karras``, rho = 7) from sigma(T-1) to sigma(0). Default steps: 1000 for ancestral and
-Euler-Maruyama, 50 for DDIM-like, EDM's counts for the sigma-form samplers.
+Euler-Maruyama, 50 for DDIM-like, EDM's counts for the sigma-form samplers. Sampling options
+(``sampling_options``, swept by suites like steps): ``eta`` with ``ddim`` (default 0; 1 is the ancestral
+step with the posterior variance) and ``timestep_spacing`` with every ``vp`` sampler (default the config's).
+``ddpm_cfg`` (``genbench.models.ddpm_cfg``) is this family with classes and classifier-free guidance.
 
 Likelihood (``likelihood``): ``vlb`` (default), Ho et al.'s variational bound L_T + sum_t L_{t-1} + L_0
 (Eq. 5) with reverse variances sigma_t^2 = beta_t and, on images, the discretised Gaussian decoder
