@@ -281,3 +281,20 @@ def test_guidance_is_recorded_with_every_result_and_swept_in_the_leaderboard(tmp
     assert sorted(df["options"].tolist()) == ['{"guidance": 1}', '{"guidance": 3}']
     md = render_markdown(recs, "guided", "fid")
     assert "ddim [guidance=3]" in md and "**Metrics against the sampling option `guidance`**" in md
+
+
+@pytest.mark.parametrize("family", TINY)
+def test_the_unet_takes_the_class_too(family):
+    # the contract tests' 8x8 digits take the MLP; the UNet's class embedding (larger images) is checked here
+    torch.manual_seed(0)
+    model = build_model(family, DIGITS.shape, IMAGES, DIGITS.num_classes, net="unet", width=8, depth=1,
+                        channel_mult=[1, 2], **({"num_train_timesteps": 100} if family == "ddpm_cfg" else {}))
+    assert model.kind == "unet" and model.ema_net.label_embed.table.weight.shape[0] == DIGITS.num_classes + 1
+    for p in model.ema_net.parameters():  # the UNet starts as the identity (zero output convolutions): perturb it
+        p.data.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    f = net_pass(family, model)
+    x, s = torch.randn(4, *DIGITS.shape), torch.full((4,), 0.7)
+    y = torch.tensor([0, 1, 2, 3])
+    cond, uncond = f(x, s, y), f(x, s, None)
+    assert not torch.allclose(cond, uncond) and not torch.allclose(cond, f(x, s, (y + 1) % 10))
+    torch.testing.assert_close(ClassifierFreeGuidance(f, y, 10, 2.0)(x, s), uncond + 2.0 * (cond - uncond))
