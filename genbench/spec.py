@@ -33,6 +33,9 @@ NUMERICS_VERSION = 2
 
 # Fields that do not change the numbers and so are left out of the hash.
 _UNHASHED = frozenset({"suite"})
+# Fields that change how samples are evaluated, not which samples are drawn: specs equal in every other
+# field share one sampling pass (``RunSpec.sampling_key``; a suite naming several feature spaces).
+_EVALUATION_ONLY = frozenset({"suite", "features", "metrics", "n_reference", "reference_split", "bootstrap"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,12 @@ class RunSpec:
         if not d["options"]:
             del d["options"]
         return content_key(d)
+
+    @property
+    def sampling_key(self) -> str:
+        """Hash of the fields that decide the samples (model, training, sampler, steps, seed, n): specs
+        that differ only in how samples are evaluated (feature space, metrics, reference) share it."""
+        return content_key({k: v for k, v in self.to_dict().items() if k not in _EVALUATION_ONLY})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
