@@ -48,6 +48,7 @@ from genbench.seeding import SeededNoise
 
 EDM_SIGMA_DATA = 0.5  # the data scale EDM's sigma_min, sigma_max and P_mean were chosen for
 DEFAULT_STEPS = {"euler": 32, "euler_ancestral": 32, "heun": 18, "edm_stochastic": 32, "dpmpp_2m": 20, "ode": None}
+DEFAULT_SAMPLER = "heun"  # EDM's deterministic sampler (Karras et al. 2022, Algorithm 1) at its 18 steps
 NETS = ("auto", "mlp", "unet")
 MLP_MAX_PIXELS = 64  # "auto" uses the MLP for images of at most this many pixels per channel
 
@@ -177,7 +178,8 @@ class EDMDiffusion(GenerativeModel):
 
     @classmethod
     def supported_samplers(cls) -> list[str]:
-        return samplers_of_kind("diffusion")
+        """Every diffusion sampler, EDM's Heun first: the one a suite or ``genbench sample`` uses when none is named."""
+        return sorted(samplers_of_kind("diffusion"), key=lambda name: name != DEFAULT_SAMPLER)
 
     @classmethod
     def default_steps(cls, sampler: str, config: Mapping[str, Any] | None = None) -> int | None:
