@@ -10,7 +10,9 @@ Per table (dataset x feature space):
 * ``<slug>-samples-<model>-<sampler>-<steps>.png``: the samples a run kept per spec
   (``ResultsStore.previews``: 64 images as uint8, or 2,000 points as a scatter);
 * a Pareto table: the rows no other row beats in both quality and cost, for cost = NFE and
-  cost = seconds per 1,000 samples.
+  cost = seconds per 1,000 samples;
+* ``<slug>-sweep-<option>.png``: every quality metric against a swept numeric sampling option
+  (``genbench.report.sweeps``).
 
 matplotlib draws with the Agg backend (no display needed); files are written atomically.
 """
@@ -207,6 +209,11 @@ def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points
     png = folder / f"{slug}-precision-recall.png"
     if precision_recall_figure(rows, png, title):
         out["precision-recall"] = f"![precision against recall]({folder.name}/{png.name})"
+    from genbench.report.sweeps import sweep_figures
+
+    swept = sweep_figures(rows, folder, slug, title)  # metrics against each swept numeric sampling option
+    if swept:
+        out["sweeps"] = "\n".join(swept)
     texts = sample_texts(rows, previews or {})
     if texts:
         out["sample-text"] = "\n".join(["<details><summary>Samples (the first 8 of each row's first seed, as generated)</summary>",

@@ -504,6 +504,7 @@ def render_table(rows: list[Row], cols: list[str], notes: dict[str, int], bold: 
 
 def render_group(ds: str, space: str, rows: list[Row], primary: str, figures: dict[str, str] | None = None) -> list[str]:
     from genbench.metrics.likelihood import CONVENTION
+    from genbench.report.sweeps import sweep_tables
 
     key = sort_metric(ds, rows, primary)
     cols = metric_columns(rows)
@@ -527,6 +528,7 @@ def render_group(ds: str, space: str, rows: list[Row], primary: str, figures: di
     if notes:
         parts += [f"{str(n).translate(SUPERSCRIPT)} {t}  " for t, n in notes.items()]
         parts.append("")
+    parts += sweep_tables(rows)  # metrics against each swept numeric sampling option (guidance, eta, ...)
     if any("bpd" in r.metrics for r in rows):
         parts += [f"Likelihood: {CONVENTION}; the likelihood column says what kind of bound or estimate each row's is.", ""]
     if any("nll" in r.metrics for r in rows):
