@@ -1,8 +1,9 @@
 """One contract test for every registered model family (a new family is tested by registering it).
 
-Each family is fitted for a few steps with a tiny network on toy2d:8gaussians (on digits when it
-handles only images or is class-conditional, on moving-digits when it handles only videos; and on
-digits and moving-digits too when it handles them), then: the train report holds finite floats; the weights depend on the
+Each family is fitted for a few steps with a tiny network on its modality's example dataset
+(``Modality.example_dataset``: toy2d:8gaussians for points, digits for images, moses-sample for SMILES,
+moving-digits-mini for videos;
+points first where a family handles them and needs no labels, and on digits too when it handles images), then: the train report holds finite floats; the weights depend on the
 training generator only, not on the global RNG; every supported sampler
 returns finite samples of the right shape with NFE > 0; a checkpoint round-trip reproduces the
 samples bit for bit; samples do not depend on the batch they are drawn in (per-sample seeds);
@@ -23,7 +24,7 @@ import pytest
 import torch
 
 from genbench import runner
-from genbench.data.base import FLOOR, IMAGES, POINTS, ROUND, Samples, get_dataset, images_to_uint8
+from genbench.data.base import FLOOR, IMAGES, MODALITIES, POINTS, ROUND, get_dataset, get_modality, images_to_uint8
 from genbench.data.video import VIDEO
 from genbench.errors import UsageError
 from genbench.models.base import (
@@ -49,6 +50,8 @@ TINY_CONFIG: dict[str, dict] = {
     "ebm": {"hidden": 16, "depth": 1, "langevin_steps": 3},
     "diffusion": {"width": 16, "depth": 1, "emb_dim": 8},
     "ddpm": {"width": 16, "depth": 1, "emb_dim": 8, "num_train_timesteps": 100},
+    "ddpm_cfg": {"width": 16, "depth": 1, "emb_dim": 8, "num_train_timesteps": 100},
+    "diffusion_cfg": {"width": 16, "depth": 1, "emb_dim": 8},
     "consistency_distillation": {"hidden": 16, "depth": 1, "emb_dim": 8, "teacher_config": {"width": 16, "depth": 1},
                                  "teacher_train": {"steps": 3, "batch_size": 32}},
     "vae": {"hidden": 16, "depth": 1, "latent_dim": 2},
@@ -62,44 +65,44 @@ TINY_CONFIG: dict[str, dict] = {
     "cgan": {"latent_dim": 4, "width": 4, "bn_batches": 2},
     "wgan": {"latent_dim": 4, "width": 4, "n_critic": 2, "bn_batches": 2},
     "convvae": {"latent_dim": 2, "width": 4, "likelihood_samples": 2},
+    "charrnn": {"hidden": 16, "n_layers": 2, "embed": 8, "max_length": 60},
+    "smiles_vae": {"embed": 8, "enc_hidden": 16, "latent_dim": 4, "dec_hidden": 16, "dec_layers": 2, "max_length": 60},
     "video_diffusion": {"width": 8, "channel_mult": [1], "patch": 2},
     "data": {"capacity": 64},
 }
 TINY_BUDGET = TrainBudget(steps=3, batch_size=32, lr=1e-3)
-DATASETS = {POINTS: "toy2d:8gaussians", IMAGES: "digits", VIDEO: "moving-digits"}
-TINY_VIDEO_SHAPE = (4, 1, 8, 8)  # T, C, H, W of the videos the contract fits (moving-digits, cut and pooled)
+# every modality's example dataset (always there offline, small enough to train a family on in a test)
+DATASETS = {name: MODALITIES.get(name).example_dataset for name in MODALITIES.names() if MODALITIES.get(name).example_dataset}
+MODALITY_ORDER = [POINTS, IMAGES] + [m for m in DATASETS if m not in (POINTS, IMAGES)]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def primary_modality(family: str) -> str:
-    """Points where the family handles them (and needs no labels, which toy points lack), else images, else videos."""
+    """Points where the family handles them (and needs no labels, which toy points lack), else images, else
+    the first other modality it handles."""
     cls = MODELS.get(family)
-    if POINTS in cls.modalities and not cls.conditional:
-        return POINTS
-    return IMAGES if IMAGES in cls.modalities else VIDEO
+    return next(m for m in MODALITY_ORDER if m in cls.modalities and (not cls.conditional or get_dataset(DATASETS[m]).num_classes))
 
 
-def tiny_data(modality: str, split: str = "train") -> Samples:
-    """The dataset's split; videos cut to 4 frames of 8x8 (2x2 average, back on the 8-bit grid), so that the
-    adaptive samplers' hundreds of calls stay cheap."""
-    data = get_dataset(DATASETS[modality]).load(split)
-    if modality != VIDEO:
-        return data
-    x = data.x[:, :TINY_VIDEO_SHAPE[0]]  # [N, 4, 1, 16, 16]
-    small = torch.nn.functional.avg_pool2d(x.flatten(0, 1), 2).reshape(len(x), *TINY_VIDEO_SHAPE)
-    return Samples(torch.round((small + 1) * 127.5) / 127.5 - 1, data.y, VIDEO)
+def same_samples(a, b) -> bool:
+    """Bit-identical samples (tensors, or strings)."""
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else tuple(a) == tuple(b)
 
 
-def data_shape(modality: str) -> tuple[int, ...]:
-    return TINY_VIDEO_SHAPE if modality == VIDEO else get_dataset(DATASETS[modality]).shape
+def assert_close_samples(a, b) -> None:
+    """Equal up to float rounding (tensors), or equal (strings)."""
+    if isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    else:
+        assert tuple(a) == tuple(b)
 
 
 def tiny_model(family: str, modality: str | None = None) -> GenerativeModel:
     modality = modality or primary_modality(family)
     ds = get_dataset(DATASETS[modality])
-    return build_model(family, data_shape(modality), modality, ds.num_classes, **TINY_CONFIG.get(family, {}))
+    return build_model(family, ds.shape, modality, ds.num_classes, **TINY_CONFIG.get(family, {}))
 
 
 @cache
@@ -108,7 +111,7 @@ def fitted(family: str, modality: str | None = None) -> tuple[GenerativeModel, d
     modality = modality or primary_modality(family)
     torch.manual_seed(0)
     model = tiny_model(family, modality)
-    data = tiny_data(modality).take(64)
+    data = get_dataset(DATASETS[modality]).load("train").take(64)
     report = model.fit(data, TINY_BUDGET, torch.Generator().manual_seed(0))
     return model, report
 
@@ -122,10 +125,11 @@ def draw(model: GenerativeModel, sampler: str, n: int = 6, start: int = 0, seed:
     return model.sample(noise, sampler, model.default_steps(sampler, model.config))
 
 
-def runner_input(modality: str, n: int, seed: int = 0) -> torch.Tensor:
-    """Test examples as ``runner.compute_likelihood`` sends them: images uniformly dequantised."""
-    x = tiny_data(modality, "test").x[:n]
-    return dequantise(x, torch.Generator().manual_seed(seed)) if modality == IMAGES else x
+def runner_input(modality: str, n: int, seed: int = 0):
+    """Test examples as ``runner.compute_likelihood`` sends them (the modality's ``likelihood_input``: images
+    uniformly dequantised)."""
+    x = get_dataset(DATASETS[modality]).load("test").x[:n]
+    return get_modality(modality).likelihood_input(x, torch.Generator().manual_seed(seed))
 
 
 # Known violations, kept visible (strict xfail: the test fails once they are fixed, so the entry goes).
@@ -147,7 +151,9 @@ def sampler_cases(known: dict[tuple[str, str], str] | None = None) -> list:
 
 def test_every_family_is_tested():
     # the built-in families are registered (a rename would silently drop them from this file)
-    assert {"tiny", "gan", "flow", "autoregressive", "consistency", "ebm"} <= set(FAMILIES)
+    assert {"tiny", "gan", "flow", "autoregressive", "consistency", "ebm", "charrnn", "smiles_vae"} <= set(FAMILIES)
+    # and every family's modalities have an example dataset to train it on here
+    assert {m for f in FAMILIES for m in MODELS.get(f).modalities} <= set(DATASETS)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -166,7 +172,7 @@ def test_fit_is_reproducible_from_its_generator(family):
     for global_seed in (1, 2):
         torch.manual_seed(global_seed)
         model = tiny_model(family)
-        model.fit(tiny_data(primary_modality(family)).take(64), TINY_BUDGET,
+        model.fit(get_dataset(DATASETS[primary_modality(family)]).load("train").take(64), TINY_BUDGET,
                   torch.Generator().manual_seed(0))
         states.append(model.state_dict())
     assert states[0].keys() == states[1].keys()
@@ -178,8 +184,13 @@ def test_fit_is_reproducible_from_its_generator(family):
 def test_samples_have_data_shape_and_count_nfe(family, sampler):
     model, _ = fitted(family)
     x, nfe = draw(model, sampler)
-    assert x.shape == (6, *model.data_shape) and x.dtype == torch.float32
-    assert torch.isfinite(x).all()
+    modality = get_modality(model.modality)
+    assert len(x) == 6 and modality.count_nonfinite(x) == 0
+    assert len(modality.sample_type(x)) == 6  # the modality's sample type holds them
+    if isinstance(x, torch.Tensor):
+        assert x.shape == (6, *model.data_shape) and x.dtype == torch.float32
+    else:
+        assert all(isinstance(s, str) for s in x)
     assert isinstance(nfe, float) and nfe > 0
 
 
@@ -191,10 +202,10 @@ def test_samples_do_not_depend_on_the_batch(family, sampler):
     whole, _ = draw(model, sampler, n=6)
     first, _ = draw(model, sampler, n=3, start=0)
     second, _ = draw(model, sampler, n=3, start=3)
-    torch.testing.assert_close(whole, torch.cat([first, second]), rtol=1e-5, atol=1e-5)
+    assert_close_samples(whole, get_modality(model.modality).concat([first, second]))
     # and a different seed gives different samples
     other, _ = draw(model, sampler, n=6, seed=8)
-    assert not torch.equal(whole, other)
+    assert not same_samples(whole, other)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -213,7 +224,7 @@ def test_checkpoint_round_trip_gives_identical_samples(family, tmp_path):
     for sampler in model.supported_samplers():
         a, nfe_a = draw(model, sampler)
         b, nfe_b = draw(loaded, sampler)
-        assert torch.equal(a, b), f"{family}/{sampler}: samples differ after a checkpoint round-trip"
+        assert same_samples(a, b), f"{family}/{sampler}: samples differ after a checkpoint round-trip"
         assert nfe_a == nfe_b
 
 
@@ -231,7 +242,7 @@ def test_log_likelihood_is_finite_per_example(family):
     model, _ = fitted(family)
     assert MODELS.get(family).likelihood_kind in {"exact", "elbo", "vlb", "ode"}
     assert re.fullmatch(r"exact|elbo|iwae-\d+|vlb|ode", model.likelihood_kind), model.likelihood_kind
-    x = tiny_data(primary_modality(family), "test").x[:5]
+    x = get_dataset(DATASETS[primary_modality(family)]).load("test").x[:5]
     ll = model.log_likelihood(x)
     assert ll.shape == (5,) and torch.isfinite(ll).all()
 
@@ -240,12 +251,12 @@ LIKELIHOOD_BATCH_DEPENDENT = {
     (f, m): "adaptive dopri5 picks one step size for the whole batch, so an example's ODE likelihood moves with "
             "its batch (here ~1e-3 relative at likelihood_tol 1e-5); its Hutchinson probes are per example "
             "(tests/test_likelihood.py)"
-    for f, m in [("diffusion", POINTS), ("diffusion", IMAGES)]
+    for f, m in [("diffusion", POINTS), ("diffusion", IMAGES), ("diffusion_cfg", IMAGES)]
 }
 
 
 def likelihood_cases(known: dict) -> list:
-    cases = [(f, m) for f in FAMILIES for m in (POINTS, IMAGES) if MODELS.get(f).likelihood_kind and handles(f, m)]
+    cases = [(f, m) for f in FAMILIES for m in MODALITY_ORDER if MODELS.get(f).likelihood_kind and handles(f, m)]
     return [pytest.param(f, m, marks=pytest.mark.xfail(reason=known[f, m], strict=True)) if (f, m) in known else (f, m)
             for f, m in cases]
 
@@ -256,7 +267,8 @@ def test_log_likelihood_does_not_depend_on_the_batch(family, modality):
     model, _ = fitted(family, modality)
     x = runner_input(modality, 6)
     whole = model.log_likelihood(x, SeededNoise.for_run(5, 6))
-    parts = torch.cat([model.log_likelihood(xb, nb) for xb, nb in zip(x.split(3), SeededNoise.for_run(5, 6).batches(3))])
+    parts = torch.cat([model.log_likelihood(xb, nb) for xb, nb in zip(get_modality(modality).batches(x, 3, model.device),
+                                                                       SeededNoise.for_run(5, 6).batches(3))])
     torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-5)
 
 
@@ -372,7 +384,7 @@ def test_videos_fit_and_sample_in_range(family):
     assert all(math.isfinite(v) for v in report.values())
     for sampler in model.supported_samplers()[:2]:
         x, nfe = draw(model, sampler, n=2)
-        assert x.shape == (2, *TINY_VIDEO_SHAPE) and x.dtype == torch.float32 and nfe > 0
+        assert x.shape == (2, *get_dataset(DATASETS[VIDEO]).shape) and x.dtype == torch.float32 and nfe > 0
         assert torch.isfinite(x).all() and x.min() >= -1 and x.max() <= 1, f"{family}/{sampler} leaves [-1, 1]"
 
 

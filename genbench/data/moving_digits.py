@@ -182,5 +182,10 @@ MOVING_DIGITS = MovingDigits(
 MOVING_DIGITS_2 = MovingDigits(
     "moving-digits-2", MotionConfig(n_digits=2),
     "two MNIST digits (mnist5k, 8x8) bouncing in 8 frames of 16x16 (4,000 train / 1,000 test videos)")
-for _ds in (MOVING_DIGITS, MOVING_DIGITS_2, MovingDigitFrames(MOVING_DIGITS)):
+# the video modality's example dataset (the shared contract tests fit every video family on it): 4 frames of
+# 8x8 with 4x4 digits, cheap enough for the adaptive samplers' hundreds of denoiser calls
+MOVING_DIGITS_MINI = MovingDigits(
+    "moving-digits-mini", MotionConfig(frames=4, size=8, digit_size=4, speed=(0.5, 1.0)),
+    "one MNIST digit (4x4) bouncing in 4 frames of 8x8: the video modality's test-sized example set")
+for _ds in (MOVING_DIGITS, MOVING_DIGITS_2, MOVING_DIGITS_MINI, MovingDigitFrames(MOVING_DIGITS)):
     DATASETS.register(_ds.name, _ds, description=_ds.description)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from genbench.data.base import MODALITIES, Modality, Samples, images_to_uint8
+from genbench.data.base import MODALITIES, Modality, Samples, dequantise_uniform, images_to_uint8
 
 VIDEO = "video"
 PREVIEW_FRAMES = 64  # frames kept per spec for the sample figure: 64 // T whole videos
@@ -32,5 +32,6 @@ def video_preview(x: torch.Tensor, quantisation: str):
 
 
 MODALITIES.register(VIDEO, Modality(VIDEO, Samples, (VIDEO,), "domain", videos_to_uint8, features_name_dataset=True,
-                                    preview=video_preview),
+                                    preview=video_preview, likelihood_input=dequantise_uniform,
+                                    example_dataset="moving-digits-mini"),
                     description="float N x T x C x H x W in [-1, 1], uint8 frames for the extractors")

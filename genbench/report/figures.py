@@ -10,7 +10,9 @@ Per table (dataset x feature space):
 * ``<slug>-samples-<model>-<sampler>-<steps>.png``: the samples a run kept per spec
   (``ResultsStore.previews``: 64 images as uint8, or 2,000 points as a scatter);
 * a Pareto table: the rows no other row beats in both quality and cost, for cost = NFE and
-  cost = seconds per 1,000 samples.
+  cost = seconds per 1,000 samples;
+* ``<slug>-sweep-<option>.png``: every quality metric against a swept numeric sampling option
+  (``genbench.report.sweeps``).
 
 matplotlib draws with the Agg backend (no display needed); files are written atomically.
 """
@@ -183,6 +185,19 @@ def sample_grids(rows: list["Row"], folder: Path, slug: str, previews: dict) -> 
     return links
 
 
+def sample_texts(rows: list["Row"], previews: dict, k: int = 8) -> list[str]:
+    """The first ``k`` kept SMILES (or other strings) of each row with text previews, as Markdown list items."""
+    lines = []
+    for r in sorted(rows, key=lambda r: (r.model, r.sampler, r.steps or 0, sorted(map(str, r.options.items())))):
+        samples = previews.get(r.key)
+        if samples is None or samples.ndim != 1 or samples.dtype.kind != "U":
+            continue
+        what = f"{r.model} / {r.sampler}" + (f" @ {r.steps}" if r.steps is not None else "") + options_label(r.options)
+        shown = ", ".join(f"`{s}`" if s else "(empty)" for s in samples[:k].tolist())
+        lines.append(f"- {what} (seed {r.seeds[0]}): {shown}")
+    return lines
+
+
 def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points: bool,
                   previews: dict | None = None) -> dict[str, str]:
     """Write the figures of one table into ``folder``; returns Markdown (name -> lines) linking them."""
@@ -198,6 +213,15 @@ def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points
     png = folder / f"{slug}-precision-recall.png"
     if precision_recall_figure(rows, png, title):
         out["precision-recall"] = f"![precision against recall]({folder.name}/{png.name})"
+    from genbench.report.sweeps import sweep_figures
+
+    swept = sweep_figures(rows, folder, slug, title)  # metrics against each swept numeric sampling option
+    if swept:
+        out["sweeps"] = "\n".join(swept)
+    texts = sample_texts(rows, previews or {})
+    if texts:
+        out["sample-text"] = "\n".join(["<details><summary>Samples (the first 8 of each row's first seed, as generated)</summary>",
+                                        "", *texts, "", "</details>"])
     grids = sample_grids(rows, folder, slug, previews or {})
     if grids:
         out["samples"] = "\n".join(["<details><summary>Samples (the first of each row's first seed)</summary>", "",
