@@ -70,6 +70,22 @@ def quiet_prdc(real: torch.Tensor, fake: torch.Tensor, k: int) -> dict:
 # ---------------------------------------------------------------- FID
 
 
+
+@pytest.mark.parametrize("n2, dim", [(300, 64), (40, 64)])  # sigma2 positive definite (Cholesky) / rank-deficient (eigh)
+def test_trace_sqrt_product_equals_the_eigvals_definition(n2, dim):
+    """tr((sigma1 sigma2)^(1/2)) by the symmetric form F^T sigma1 F equals torch-fidelity's definition,
+    the sum of sqrt(eigvals(sigma1 @ sigma2)), in float64 on the same statistics."""
+    from genbench.metrics.fid import covariance_factor, features_to_statistics, trace_sqrt_product
+
+    fake, real = features(200, n2, dim, torch.float64)
+    (_, sigma1), (_, sigma2) = features_to_statistics(fake), features_to_statistics(real)
+    factor = covariance_factor(sigma2)
+    assert torch.equal(factor, factor.tril()) == (n2 > dim)  # Cholesky's lower factor only when PD
+    expected = torch.sqrt(torch.linalg.eigvals(sigma1 @ sigma2)).real.sum().item()
+    # rank-deficient: the D - n2 + 1 zero eigenvalues come out as round-off ~1e-16, whose square
+    # roots (~1e-8 each, in either definition) bound the agreement
+    assert rel(trace_sqrt_product(sigma1, factor), expected) <= (1e-12 if n2 > dim else 1e-8)
+
 @pytest.mark.parametrize(
     "n1, n2, dim, dtype",
     [(1200, 1000, 64, torch.float32), (1500, 1800, 256, torch.float64), (300, 400, 512, torch.float32)],
