@@ -86,6 +86,20 @@ def test_trace_sqrt_product_equals_the_eigvals_definition(n2, dim):
     # roots (~1e-8 each, in either definition) bound the agreement
     assert rel(trace_sqrt_product(sigma1, factor), expected) <= (1e-12 if n2 > dim else 1e-8)
 
+
+@pytest.mark.parametrize("n1, n2", [(30, 200), (200, 30), (40, 50)])
+def test_fid_from_a_thin_factor_equals_the_statistics_form(n1, n2):
+    """With a set of no more rows than dimensions, FID takes its centred features as the factor (an N x N
+    eigenproblem): the same value as from the statistics alone, and as torch-fidelity's."""
+    from genbench.metrics.fid import features_to_fid, features_to_statistics, statistics_to_fid
+
+    fake, real = features(n1, n2, 64, torch.float64)
+    stats = (*features_to_statistics(fake), *features_to_statistics(real))
+    thin = features_to_fid(*stats, fake, real)
+    # the statistics forms add sqrt(round-off) ~1e-8 for each of their D - N + 1 zero eigenvalues
+    assert rel(thin, statistics_to_fid(*stats)) <= RTOL
+    assert rel(thin, tf_fid_value(fake, real)) <= RTOL
+
 @pytest.mark.parametrize(
     "n1, n2, dim, dtype",
     [(1200, 1000, 64, torch.float32), (1500, 1800, 256, torch.float64), (300, 400, 512, torch.float32)],

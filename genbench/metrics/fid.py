@@ -7,7 +7,8 @@ Stages: ``features_to_statistics`` (mean, covariance with ddof 1, float64) and
 ``statistics_to_fid``. The trace of the matrix square root is taken in a symmetric form: with
 sigma_2 = F F^T (Cholesky; the symmetric square root when sigma_2 is rank-deficient),
 sigma_1 sigma_2 is similar to F^T sigma_1 F, so tr((sigma_1 sigma_2)^(1/2)) is the sum of the
-square roots of one ``eigvalsh``. At D = 2048 that is about 3x faster than the general ``eigvals``
+square roots of one ``eigvalsh``; where a set has no more samples N than dimensions and its features
+are at hand, F is its centred features (D x N) and the eigenproblem is N x N. At D = 2048 that is about 3x faster than the general ``eigvals``
 of sigma_1 @ sigma_2 that torch-fidelity 0.4.0 takes (one thread: 6.7 s against 19.9 s), and free of
 the imaginary round-off that makes scipy's ``sqrtm`` fail. It equals torch-fidelity's value to
 round-off (tests/test_metrics_parity.py: relative 1e-6, rank-deficient covariances included).
@@ -97,11 +98,30 @@ def fid_with_reference_factor(mu1, sigma1, mu2, sigma2, sigma2_factor) -> float:
     return float(diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt_product(sigma1, sigma2_factor))
 
 
+def features_to_factor(features: torch.Tensor) -> torch.Tensor:
+    """F [D, N] with sigma = F F^T (ddof 1): the centred features / sqrt(N - 1), in float64; no decomposition."""
+    x = features.to(torch.float64)
+    return (x - x.mean(dim=0)).T / (x.shape[0] - 1) ** 0.5
+
+
+def features_to_fid(mu1, sigma1, mu2, sigma2, fake: torch.Tensor | None = None, real: torch.Tensor | None = None) -> float:
+    """``statistics_to_fid``, faster where a set with no more rows N than dimensions D is at hand: its thin factor
+    F [D, N] (``features_to_factor``) makes the eigenproblem N x N (tr((sigma_1 sigma_2)^(1/2)) is symmetric in
+    the two sets); the same value up to round-off (the D - N + 1 zero eigenvalues are not computed at all)."""
+    d = sigma1.shape[0]
+    thin = [(len(x), x, other) for x, other in ((fake, sigma2), (real, sigma1)) if x is not None and len(x) <= d]
+    if not thin:
+        return fid_with_reference_factor(mu1, sigma1, mu2, sigma2, covariance_factor(sigma2))
+    _, x, other = min(thin, key=lambda c: c[0])
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt_product(other, features_to_factor(x)))
+
+
 def fid_replicate(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -> tuple[dict[str, float], dict]:
     """FID of an interval replicate (half of each set), by the same symmetric form as the value."""
     mu1, sigma1 = features_to_statistics(fake)
     mu2, sigma2 = features_to_statistics(real)
-    return {FID.key: max(fid_with_reference_factor(mu1, sigma1, mu2, sigma2, covariance_factor(sigma2)), 0.0)}, {}
+    return {FID.key: max(features_to_fid(mu1, sigma1, mu2, sigma2, fake, real), 0.0)}, {}
 
 
 def fid_replicate_from_stats(
@@ -109,7 +129,7 @@ def fid_replicate_from_stats(
 ) -> tuple[dict[str, float], dict]:
     mu1, sigma1 = features_to_statistics(fake)
     mu2, sigma2 = statistics_from_mapping(stats, fake.device)
-    return {FID.key: max(fid_with_reference_factor(mu1, sigma1, mu2, sigma2, covariance_factor(sigma2)), 0.0)}, {}
+    return {FID.key: max(features_to_fid(mu1, sigma1, mu2, sigma2, fake), 0.0)}, {}
 
 
 def rank_warning(n1: int, n2: int | None, dim: int, metric: str = "FID") -> list[str]:
@@ -137,21 +157,21 @@ def statistics_from_mapping(stats: Mapping, device: torch.device | str) -> tuple
     return mu.to(device, torch.float64), sigma.to(device, torch.float64)
 
 
-def fid_from_reference_statistics(fake, mu2, sigma2, options, n2=None) -> tuple[dict[str, float], dict]:
-    """FID of generated features [N, D] against reference statistics, with warnings and replicates."""
+def fid_from_reference_statistics(fake, mu2, sigma2, options, n2=None, real=None) -> tuple[dict[str, float], dict]:
+    """FID of generated features [N, D] against reference statistics (and features ``real``, when at hand), with warnings."""
     if mu2.shape[0] != fake.shape[1]:
         raise UsageError(
             f"generated features have {fake.shape[1]} dimensions but the reference statistics "
             f"{mu2.shape[0]}; use the same feature extractor for both."
         )
     mu1, sigma1 = features_to_statistics(fake)
-    value, warnings = clamp_fid(statistics_to_fid(mu1, sigma1, mu2, sigma2))
+    value, warnings = clamp_fid(features_to_fid(mu1, sigma1, mu2.to(mu1.device), sigma2.to(mu1.device), fake, real))
     return {FID.key: value}, {INFO_WARNINGS: rank_warning(len(fake), n2, fake.shape[1]) + warnings}
 
 
 def fid_compute(fake: torch.Tensor, real: torch.Tensor, options: MetricOptions) -> tuple[dict[str, float], dict]:
     mu2, sigma2 = features_to_statistics(real)
-    return fid_from_reference_statistics(fake, mu2, sigma2, options, n2=len(real))
+    return fid_from_reference_statistics(fake, mu2, sigma2, options, n2=len(real), real=real)
 
 
 def fid_compute_from_stats(fake: torch.Tensor, stats: Mapping, options: MetricOptions) -> tuple[dict[str, float], dict]:
