@@ -95,3 +95,19 @@ def test_images_task_agrees_with_every_installed_peer(tmp_path):
         assert peer in table.index or any(peer in s for s in skipped), peer
         if peer in table.index:
             assert float(table.loc[peer, "max_rel_diff"]) < bound, (peer, table.loc[peer, "max_rel_diff"])
+
+
+def test_cli_bench_prints_the_table_and_publishes_it(tmp_path):
+    pytest.importorskip("diffusers")
+    from typer.testing import CliRunner
+
+    from genbench.cli import app
+
+    out = tmp_path / "performance.md"
+    res = CliRunner().invoke(app, ["bench", "sampler", "--batch", "1", "--steps", "2", "--device", "cpu",
+                                   "--threads", "1", "--publish", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "| sampler loop: ddim | diffusers DDIMScheduler loop |" in res.stdout
+    md = out.read_text()
+    assert "genbench bench sampler --n 5000" in md and "--publish" in md  # the command that regenerates it
+    assert "versions: genbench" in md and "diffusers" in md

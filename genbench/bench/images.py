@@ -65,13 +65,13 @@ def random_inception_weights(workdir: Path) -> Path:
 
 
 def warm_up_inception(w: Path, device: str) -> None:
-    """One forward of 16 images, so that no side pays the process's first oneDNN/cuDNN kernel set-up (each side's
+    """One forward of 2 images, so that no side pays the process's first oneDNN/cuDNN kernel set-up (each side's
     own imports and weight loading still count: the rows do not warm up)."""
     from genbench.features.inception import load_inception
 
     net = load_inception(w)[0].to(device).eval()
     with torch.no_grad():
-        net(torch.zeros(16, 3, 32, 32, dtype=torch.uint8, device=device))
+        net(torch.zeros(2, 3, 32, 32, dtype=torch.uint8, device=device))
 
 
 def read_png_folder(folder: Path) -> torch.Tensor:
@@ -103,7 +103,7 @@ def torch_fidelity_case(a: Path, b: Path, w: Path, n: int, device: str, size: st
         return {k: float(out[v]) for k, v in TF_KEYS.items()}
 
     return Case("images -> FID/KID/IS", "torch-fidelity", size, genbench_eval(a, b, w, n, device, METRICS), run,
-                target=TF_TARGET, warmup=False, note="torch-fidelity's defaults: batch 64, 4 loader workers")
+                target=TF_TARGET, note="torch-fidelity's defaults: batch 64, 4 loader workers")
 
 
 def torchmetrics_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) -> Case:
@@ -131,7 +131,7 @@ def torchmetrics_case(a: Path, b: Path, w: Path, n: int, device: str, size: str)
         return {"fid": float(fid.compute()), "kid_mean": float(kid_mean)}
 
     return Case("images -> FID/KID/IS", "torchmetrics", size, genbench_eval(a, b, w, n, device, METRICS), run,
-                warmup=False, note="3 network passes (one per metric); IS timed, not compared (its own shuffle before the splits)")
+                note="3 network passes (one per metric); IS timed, not compared (its own shuffle before the splits)")
 
 
 def clean_fid_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) -> Case:
@@ -150,7 +150,7 @@ def clean_fid_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) ->
         return {"fid": float(cleanfid.frechet_distance(*mu_sigma[0], *mu_sigma[1])), "kid_mean": kid}
 
     return Case("images -> FID/KID", "clean-fid", size, genbench_eval(a, b, w, n, device, ["fid", "kid"]), run,
-                warmup=False, note="legacy_tensorflow mode with torch-fidelity's network; no IS")
+                note="legacy_tensorflow mode with torch-fidelity's network; no IS")
 
 
 def pytorch_fid_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) -> Case:
@@ -167,7 +167,7 @@ def pytorch_fid_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) 
         return {"fid": float(fid)}
 
     return Case("images -> FID", "pytorch-fid", size, genbench_eval(a, b, w, n, device, ["fid"]), run,
-                warmup=False, note="its own bilinear resize (not TF1's): FID differs by it")
+                note="its own bilinear resize (not TF1's): FID differs by it")
 
 
 def fast_path_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) -> Case:
@@ -176,7 +176,7 @@ def fast_path_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) ->
     recipe = fast_path_recipe(torch.device(device))
     return Case("images -> FID/KID/IS, --fast", "genbench exact path", size,
                 genbench_eval(a, b, w, n, device, METRICS, fast=True), genbench_eval(a, b, w, n, device, METRICS),
-                target=FAST_TARGET, warmup=False, note=f"fast path: {recipe}; difference = deviation from the exact path")
+                target=FAST_TARGET, note=f"fast path: {recipe}; difference = deviation from the exact path")
 
 
 PEERS = {"torch-fidelity": torch_fidelity_case, "torchmetrics": torchmetrics_case, "clean-fid": clean_fid_case,

@@ -2,7 +2,8 @@
 
 * Time: ``time.perf_counter`` around one call, the device synchronised (CUDA) before it stops;
   the two sides alternate ``repeats`` times (a drifting load on a shared machine hits both) and
-  the best time of each is kept; by default one untimed call of each side comes first.
+  the best time of each is kept; where a case asks for it (the sampler loop), one untimed call
+  of each side comes first.
 * Peak memory on the CPU: the growth, over its value before the call, of this process's resident
   set (``/proc/self/statm``) plus the proportional set size of its child processes (data-loader
   workers; ``/proc/PID/smaps_rollup``), sampled every 5 ms by a thread. RSS sees what torch and
@@ -49,7 +50,8 @@ class Case:
     target: float | None = None
     note: str = ""
     difference: Callable[[dict, dict], float] | None = None  # default: max_relative_difference
-    warmup: bool = True  # one untimed call of each side first (kernels, caches); False: the first call counts
+    min_repeats: int = 1  # cheap, noisy cases (the sampler loop) alternate at least this often
+    warmup: bool = False  # True: one untimed call of each side first (kernels, caches); else the first call counts
 
 
 class PeakMemory:
@@ -138,7 +140,7 @@ def measure(case: Case, repeats: int, device: str) -> dict:
     if case.warmup:
         with contextlib.redirect_stdout(io.StringIO()):
             case.ours(), case.theirs()
-    runs = [(timed(case.ours, device), timed(case.theirs, device)) for _ in range(repeats)]
+    runs = [(timed(case.ours, device), timed(case.theirs, device)) for _ in range(max(repeats, case.min_repeats))]
     (ours_s, ours_mb, ours), (theirs_s, theirs_mb, theirs) = (
         (min(r[i][0] for r in runs), max(r[i][1] for r in runs), runs[-1][i][2]) for i in (0, 1))
     speedup = theirs_s / ours_s

@@ -89,8 +89,8 @@ def sampler_cases(workdir: Path, batch: int, steps: int, device: str) -> tuple[l
 
     size = f"batch {batch}, {steps} steps, UNet2DModel 32x32"
     return [
-        Case("sampler loop: ddim", "diffusers DDIMScheduler loop", size, ours, diffusers_loop, target=1.0,
+        Case("sampler loop: ddim", "diffusers DDIMScheduler loop", size, ours, diffusers_loop, target=1.0, warmup=True, min_repeats=3,
              note="difference: max |x - x_diffusers| / max |x_diffusers|", difference=relative_to_peak),
-        Case("sampler loop: ddim", "bare UNet forward x NFE", size, ours, bare_forwards, target=OVERHEAD_TARGET,
+        Case("sampler loop: ddim", "bare UNet forward x NFE", size, ours, bare_forwards, target=OVERHEAD_TARGET, warmup=True, min_repeats=3,
              note=f"NFE = {steps}; speed-up >= 0.909: loop <= 1.10 x NFE x forward"),
     ], {}
