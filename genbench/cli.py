@@ -391,6 +391,7 @@ def train_features(
 def bench(
     target: BenchTarget = typer.Argument(BenchTarget.metrics, help="What to benchmark: metrics (on features), images (folders to FID/KID/IS), sampler (DDIM loop), or all."),
     n: int = typer.Option(5000, "--n", min=2, help="Feature rows per set (metrics)."),
+    fid_n: Optional[int] = typer.Option(None, "--fid-n", min=2, help="Feature rows per set for FID (metrics) [default: --n]."),
     dim: int = typer.Option(2048, "--dim", min=1, help="Feature dimension (metrics)."),
     images: int = typer.Option(100, "--images", min=10, help="PNGs per folder (images)."),
     batch: int = typer.Option(8, "--batch", min=1, help="Samples per batch (sampler)."),
@@ -409,6 +410,7 @@ def bench(
     argv = [target.value, "--n", str(n), "--dim", str(dim), "--images", str(images), "--batch", str(batch), "--steps",
             str(steps), "--device", resolve_device(device), "--repeats", str(repeats)]
     argv += (["--threads", str(threads)] if threads else []) + (["--profile"] if profile else [])
+    argv += ["--fid-n", str(fid_n)] if fid_n else []
     bench_main(argv + (["--publish", str(publish)] if publish else []))
 
 

@@ -49,12 +49,23 @@ def run_cases(cases: list[Case], repeats: int, device: str, profile: bool = Fals
     rows, profiles = [], {}
     for case in cases:
         print(f"bench: {case.task} vs {case.peer} ({case.size}) ...", file=sys.stderr, flush=True)
-        rows.append(measure(case, repeats, device))
+        try:
+            rows.append(measure(case, repeats, device))
+        except Exception as e:  # noqa: BLE001 - a peer that cannot run here is one line of the table, not the end
+            rows.append(failed_row(case, device, e))
         if profile and rows[-1]["met"] is False and case.task not in profiles:
             profiles[case.task] = top_functions(case.ours)
     table = pd.DataFrame(rows)
     table.attrs["profiles"] = profiles
     return table
+
+
+def failed_row(case: Case, device: str, error: Exception) -> dict:
+    why = (str(error).strip().splitlines() or [""])[0][:160]
+    nan = float("nan")
+    return {"task": case.task, "peer": case.peer, "size": case.size, "device": device, "genbench_s": nan, "peer_s": nan,
+            "speedup": nan, "max_rel_diff": nan, "genbench_peak_mib": nan, "peer_peak_mib": nan, "target": case.target,
+            "met": None, "note": f"failed here: {type(error).__name__}: {why}"}
 
 
 def top_functions(fn: Callable, k: int = 6) -> list[tuple[str, float, float]]:
@@ -82,14 +93,14 @@ def bench_metrics(n: int, dim: int, device: str = "cpu", repeats: int = 1) -> pd
 
 
 def bench(tasks: list[str], *, n: int, dim: int, images: int, batch: int, steps: int, device: str = "cpu",
-          repeats: int = 1, workdir: Path | None = None, profile: bool = False) -> pd.DataFrame:
+          repeats: int = 1, workdir: Path | None = None, profile: bool = False, fid_n: int | None = None) -> pd.DataFrame:
     """Every case of ``tasks`` (from TASKS) in one table; ``attrs``: skipped peers, profiles, seconds."""
     from genbench.bench.images import image_cases
     from genbench.bench.sampling import sampler_cases
     from genbench.cache import subdir
 
     work = workdir or subdir("bench")
-    builders = {"metrics": lambda: metric_cases(n, dim, device), "images": lambda: image_cases(work, images, device),
+    builders = {"metrics": lambda: metric_cases(n, dim, device, fid_n), "images": lambda: image_cases(work, images, device),
                 "sampler": lambda: sampler_cases(work, batch, steps, device)}
     start, cases, skipped = time.perf_counter(), [], {}
     for task in tasks:
@@ -107,12 +118,13 @@ def format_table(table: pd.DataFrame) -> str:
             "| peer peak MiB | note |")
     lines = [head, "|" + "---|" * 11]
     for r in table.to_dict("records"):
-        target = "" if r["target"] is None or pd.isna(r["target"]) else (
-            f"≥ {r['target']:.3g}x " + ("met" if r["met"] else "**missed**"))
+        verdict = {True: "met", False: "**missed**"}.get(r["met"], "not measured")
+        target = "" if r["target"] is None or pd.isna(r["target"]) else f"≥ {r['target']:.3g}x {verdict}"
         diff = "n/a" if pd.isna(r["max_rel_diff"]) else f"{r['max_rel_diff']:.1e}"
+        speedup = "n/a" if pd.isna(r["speedup"]) else f"{r['speedup']:.2f}x"
         lines.append(f"| {r['task']} | {r['peer']} | {r['size']} | {r['genbench_s']:.3g} | {r['peer_s']:.3g} | "
-                     f"{r['speedup']:.2f}x | {target} | {diff} | {r['genbench_peak_mib']:.0f} | "
-                     f"{r['peer_peak_mib']:.0f} | {r['note']} |")
+                     f"{speedup} | {target} | {diff} | {r['genbench_peak_mib']:.0f} | {r['peer_peak_mib']:.0f} | "
+                     f"{r['note']} |")
     return "\n".join(lines)
 
 
@@ -188,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genbench bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("task", choices=[*TASKS, "all"])
     parser.add_argument("--n", type=int, default=5000, help="feature rows per set for `metrics` (default 5000)")
+    parser.add_argument("--fid-n", type=int, default=None, help="feature rows per set for FID in `metrics` [--n]")
     parser.add_argument("--dim", type=int, default=2048, help="feature dimension for `metrics` (default 2048)")
     parser.add_argument("--images", type=int, default=100, help="PNGs per folder for `images` (default 100)")
     parser.add_argument("--batch", type=int, default=8, help="samples per batch for `sampler` (default 8)")
@@ -208,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     tasks = list(TASKS) if args.task == "all" else [args.task]
     table = bench(tasks, n=args.n, dim=args.dim, images=args.images, batch=args.batch, steps=args.steps,
-                  device=args.device, repeats=args.repeats, workdir=args.workdir, profile=args.profile)
+                  device=args.device, repeats=args.repeats, workdir=args.workdir, profile=args.profile,
+                  fid_n=args.fid_n)
     print(format_table(table))
     for peer, why in (table.attrs.get("skipped") or {}).items():
         print(f"skipped {peer}: {why}")

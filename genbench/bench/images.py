@@ -17,7 +17,8 @@ each through its own loading hook:
   state dict (the published file is the same bytes for both packages, so the keys fit). Its resize is
   its own (torch bilinear, not TF1's): its FID differs from the others by that.
 
-The fast-path row compares ``genbench eval --fast`` with the exact path: its speed-up, and the
+The cached row gives both sides their reference (folder b) cached: genbench a statistics file, torch-fidelity
+its own feature cache. The fast-path row compares ``genbench eval --fast`` with the exact path: its speed-up, and the
 deviation of its values (FID, KID, IS) from the exact ones.
 """
 
@@ -32,6 +33,7 @@ import torch
 from genbench.bench.measure import Case, Values
 
 TF_TARGET = 1.5  # the issue: features + FID/KID/IS end to end, at least 1.5x torch-fidelity on the CPU
+CACHED_TARGET = 4.0  # the same with the reference statistics cached
 FAST_TARGET = 3.0  # the fast path: at least 3x the exact path (a CPU with AMX, or a GPU)
 METRICS = ["fid", "kid", "is"]
 TF_KEYS = {"fid": "frechet_inception_distance", "kid_mean": "kernel_inception_distance_mean",
@@ -170,6 +172,33 @@ def pytorch_fid_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) 
                 note="its own bilinear resize (not TF1's): FID differs by it")
 
 
+def cached_reference_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) -> Case:
+    """Reference statistics cached on both sides: genbench's statistics file of folder b (``save_stats``, what
+    ``genbench stats`` writes) against torch-fidelity's own feature cache of input2 (``input2_cache_name``),
+    both written before the timing; each side then extracts folder a only."""
+    import torch_fidelity
+
+    from genbench.features.base import build_features
+    from genbench.reference import save_stats
+
+    stats = b.parent / f"{b.name}-inception.safetensors"
+    if not stats.is_file():
+        extractor = build_features("inception", weights=w, device=device)
+        save_stats(stats, extractor.extract(read_png_folder(b)), extractor.identity(), {"folder": b.name, "n": n})
+    kwargs = dict(input1=str(a), input2=str(b), cuda=device.startswith("cuda"), fid=True, kid=True, isc=True,
+                  feature_extractor_weights_path=str(w), kid_subset_size=n, verbose=False, cache=True,
+                  cache_root=str(b.parent / "torch-fidelity-cache"), input2_cache_name=f"genbench-bench-{b.name}")
+    torch_fidelity.calculate_metrics(**kwargs)  # fills torch-fidelity's cache of input2 (untimed)
+
+    def run() -> Values:
+        out = torch_fidelity.calculate_metrics(**kwargs)
+        return {k: float(out[v]) for k, v in TF_KEYS.items()}
+
+    return Case("images -> FID/KID/IS, reference cached", "torch-fidelity (input2 cached)", size,
+                genbench_eval(a, stats, w, n, device, METRICS), run, target=CACHED_TARGET,
+                note="genbench: statistics file of b; torch-fidelity: its feature cache of b")
+
+
 def fast_path_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) -> Case:
     from genbench.features.nets import fast_path_recipe
 
@@ -179,8 +208,9 @@ def fast_path_case(a: Path, b: Path, w: Path, n: int, device: str, size: str) ->
                 target=FAST_TARGET, note=f"fast path: {recipe}; difference = deviation from the exact path")
 
 
-PEERS = {"torch-fidelity": torch_fidelity_case, "torchmetrics": torchmetrics_case, "clean-fid": clean_fid_case,
-         "pytorch-fid": pytorch_fid_case, "genbench --fast": fast_path_case}
+PEERS = {"torch-fidelity": torch_fidelity_case, "torch-fidelity (input2 cached)": cached_reference_case,
+         "torchmetrics": torchmetrics_case, "clean-fid": clean_fid_case, "pytorch-fid": pytorch_fid_case,
+         "genbench --fast": fast_path_case}
 
 
 def image_cases(workdir: Path, n: int, device: str) -> tuple[list[Case], dict[str, str]]:

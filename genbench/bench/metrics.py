@@ -132,13 +132,16 @@ PEERS: dict[str, Callable[[dict, str, str], list[Case]]] = {
 }
 
 
-def metric_cases(n: int, dim: int, device: str) -> tuple[list[Case], dict[str, str]]:
-    """Cases of every installed peer on n x dim features, and {peer: why skipped}."""
+def metric_cases(n: int, dim: int, device: str, fid_n: int | None = None) -> tuple[list[Case], dict[str, str]]:
+    """Cases of every installed peer on n x dim features, and {peer: why skipped}; the FID cases on fid_n rows
+    when given (FID's cost is D^3 whatever n, KID's grows with n up to its 1,000-sample subsets)."""
     f = synthetic_features(n, dim)
+    f_fid = synthetic_features(fid_n, dim) if fid_n and fid_n != n else f
     cases, skipped = [], {}
     for name, build in PEERS.items():
         try:
-            cases += build(f, device, f"n={n}, d={dim}")
+            cases += [c for c in build(f, device, f"n={n}, d={dim}") if not c.task.startswith("FID")]
+            cases += [c for c in build(f_fid, device, f"n={len(f_fid['fake'])}, d={dim}") if c.task.startswith("FID")]
         except ImportError as e:
             skipped[name] = f"not installed ({e.name}); pip install 'genbench[bench]'"
     return cases, skipped
