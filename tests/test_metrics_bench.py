@@ -33,3 +33,6 @@ def test_relative_difference_has_an_absolute_floor():
     # above the floor a difference stays relative
     assert bench.max_relative_difference({"fid": 10.0}, {"fid": 11.0}) == pytest.approx(1 / 11)
     assert bench.max_relative_difference({"fid": 0.0}, {"fid": 1e-3}) == pytest.approx(1.0)
+    # a standard deviation is read against its mean as well: 3e-7 of noise on a KID of 0.097 is nothing
+    ours, theirs = {"kid_mean": 0.097, "kid_std": 0.0}, {"kid_mean": 0.097, "kid_std": 3e-7}
+    assert bench.max_relative_difference(ours, theirs) == pytest.approx(3e-7 / 0.097)

@@ -10,7 +10,7 @@
   numpy allocate alike (tracemalloc would miss torch). Caveats: a peak shorter than 5 ms can be
   missed, and memory the allocator kept from an earlier call is not seen again as growth. On a
   GPU: ``torch.cuda.max_memory_allocated`` above the allocation before the call.
-* Values: the largest |genbench - peer| / max(|peer|, 1e-5) over the peer's keys.
+* Values: the largest |genbench - peer| / max(|peer|, 1e-5) over the peer's keys (a ``_std`` also scaled by its ``_mean``).
 """
 
 from __future__ import annotations
@@ -130,8 +130,13 @@ def timed(fn: Callable[[], Values], device: str) -> tuple[float, float, Values]:
 
 
 def max_relative_difference(ours: Values, theirs: Values, floor: float = ABSOLUTE_FLOOR) -> float:
-    """Largest |ours - theirs| / max(|theirs|, floor) over the peer's keys."""
-    return max(abs(ours[k] - v) / max(abs(v), floor) for k, v in theirs.items())
+    """Largest |ours - theirs| / scale over the peer's keys, scale = max(|theirs|, floor); a standard deviation
+    ``X_std`` is scaled by its mean ``X_mean`` too (KID's std of ~0 against 3e-7 of float noise is no difference)."""
+    def scale(key: str, value: float) -> float:
+        mean = theirs.get(key[: -len("_std")] + "_mean", 0.0) if key.endswith("_std") else 0.0
+        return max(abs(value), abs(mean), floor)
+
+    return max(abs(ours[k] - v) / scale(k, v) for k, v in theirs.items())
 
 
 def measure(case: Case, repeats: int, device: str) -> dict:
