@@ -427,12 +427,13 @@ def sample(
     init_noise: Optional[Path] = typer.Option(None, "--init-noise", help="Standard-normal .npy (N x data shape) scaled into the initial state."),
     batch_size: int = typer.Option(256, "--batch-size", help="Samples per batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help="A sampling option NAME=VALUE (repeatable), e.g. guidance=2 or eta=0.5."),
 ) -> None:
     """Draw samples of any model to an .npz. Example: genbench sample diffusers:ddpm-cifar10 --sampler ddim --steps 50 --n 64 --out s.npz"""
-    from genbench.sampling_api import sample_to_file
+    from genbench.sampling_api import parse_options, sample_to_file
 
     r = sample_to_file(model, out, dataset=dataset, sampler=sampler, steps=steps, n=n, seed=seed, init_noise=init_noise,
-                       batch_size=batch_size, device=device)
+                       batch_size=batch_size, device=device, options=parse_options(option))
     typer.echo(f"{len(r.samples)} samples ({r.sampler}, steps {r.steps}, NFE {r.nfe:g}, {r.seconds:.2f} s) written to {out}", err=True)
 
 

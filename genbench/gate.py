@@ -31,14 +31,14 @@ import pandas as pd
 
 from genbench.cache import content_key
 from genbench.errors import UsageError
-from genbench.spec import OK, Record, RunSpec, record_from_dict
+from genbench.spec import OK, Record, RunSpec, options_label, record_from_dict
 
 BASELINE_FORMAT = "genbench-baseline"
 BASELINE_VERSION = 1
 ALPHA = 0.05
 SPREAD_KEYS = frozenset({"kid_std", "is_std"})  # spreads of other keys, not quantities to compare
 TIMING_KEYS = frozenset({"sample_s_per_1k", "train_s"})  # wall-clock: checked only with an explicit tolerance
-LABELS = ("dataset", "model", "sampler", "steps", "features")
+LABELS = ("dataset", "model", "sampler", "steps", "options", "features")
 NOISE_RTOL = 1e-6  # differences below this (relative) are float noise across CPUs and batch sizes, never a regression
 
 
@@ -51,7 +51,8 @@ def cell_key(spec: RunSpec) -> str:
 
 def cell_labels(spec: RunSpec) -> dict[str, Any]:
     return {"dataset": spec.dataset, "model": spec.model, "sampler": spec.sampler,
-            "steps": spec.steps if spec.steps is not None else pd.NA, "features": spec.features}
+            "steps": spec.steps if spec.steps is not None else pd.NA,
+            "options": options_label(spec.options).strip(" []") or pd.NA, "features": spec.features}
 
 
 def records_to_long(records: Iterable[Record]) -> pd.DataFrame:

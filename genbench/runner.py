@@ -1,9 +1,11 @@
 """RunSpec -> Record, with caching (checkpoints, reference features) and resume.
 
 Each stage is one small function: ``train_or_load`` (recipe -> model), ``draw_samples``
-(model -> samples, NFE, seconds), ``samples_to_features``, ``likelihood_metrics`` and
-``run_spec`` tying them into a Record. ``run_specs`` is the local executor: it runs the specs
-not yet stored as ok, one after another. The layers read downward: ``genbench.pipeline``
+(model -> samples, NFE, seconds), ``samples_to_features``, ``likelihood_metrics``, and
+``evaluate_drawn`` (samples -> one spec's Record). ``run_cell`` ties them together for the specs
+of one cell (one ``RunSpec.sampling_key``: a suite naming several feature spaces gives one spec
+per space), which are trained and sampled once; ``run_spec`` is a cell of one spec.
+``run_specs`` is the local executor: it runs the specs not yet stored as ok, cell after cell. The layers read downward: ``genbench.pipeline``
 (a whole suite) -> ``genbench.executors`` -> this module -> models, data, metrics; the suite
 loader sits beside it and neither imports the other.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +145,7 @@ def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> Draw
     _sync(ctx.device)
     t0 = time.perf_counter()
     for batch in noise.batches(ctx.batch_size):
-        x, calls = model.sample(batch, spec.sampler, spec.steps)
+        x, calls = model.sample(batch, spec.sampler, spec.steps, **spec.options)
         chunks.append(x.detach().float().cpu())
         nfe.append((float(calls), len(batch)))
         done += len(batch)
@@ -222,9 +224,43 @@ def feature_metrics_for(spec: RunSpec, feature_keys: set[str], reference_keys: s
 
 def run_spec(spec: RunSpec, ctx: RunContext) -> Record:
     """Train or load, sample, extract features, evaluate: one Record (never raises for a bad model)."""
-    prov = {**base_provenance(ctx.device), "spec": spec.to_dict()}
+    return run_cell([spec], ctx)[0]
+
+
+def sampling_groups(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """``specs`` grouped by ``RunSpec.sampling_key`` (a cell evaluated in several feature spaces), in
+    order of first appearance: each group is sampled once."""
+    groups: dict[str, list[RunSpec]] = {}
+    for sp in specs:
+        groups.setdefault(sp.sampling_key, []).append(sp)
+    return list(groups.values())
+
+
+def run_cell(specs: list[RunSpec], ctx: RunContext) -> list[Record]:
+    """The Records of specs that share one ``sampling_key``: the model is trained or loaded and sampled
+    once, and every spec evaluates those samples in its own feature space; all record the NFE and
+    seconds of that one pass. A failure to train or sample fails every spec of the cell; a failure in
+    one feature space (weights missing, a metric undefined) fails only its spec."""
+    if len({sp.sampling_key for sp in specs}) != 1:
+        raise ValueError("run_cell takes specs that share one sampling_key; group them with sampling_groups")
+    provs = [{**base_provenance(ctx.device), "spec": sp.to_dict()} for sp in specs]
+    shared = _guarded(specs[0], provs[0], lambda: _train_and_sample(specs[0], ctx))
+    if isinstance(shared, Record):  # training or sampling failed, or the samples are not finite: for every spec
+        return [replace(shared, spec=sp, provenance=prov) for sp, prov in zip(specs, provs)]
+    model, train_report, drawn, preview = shared
+    records = []
+    for sp, prov in zip(specs, provs):
+        rec = _guarded(sp, prov, lambda: evaluate_drawn(sp, model, train_report, drawn, ctx, prov))
+        if rec.status == OK:
+            ctx.previews[sp.key] = preview
+        records.append(rec)
+    return records
+
+
+def _guarded(spec: RunSpec, prov: dict[str, Any], stage):
+    """``stage()``, or the skipped/failed Record of ``spec`` when it raises for a bad model or missing data."""
     try:
-        return _run_spec(spec, ctx, prov)
+        return stage()
     except DataUnavailableError as e:
         return Record(spec, SKIPPED, provenance=prov, error=str(e))
     except (cache.WriteFailure, cache.UnwritableError):
@@ -234,21 +270,29 @@ def run_spec(spec: RunSpec, ctx: RunContext) -> Record:
         return Record(spec, FAILED, provenance=prov, error=f"{type(e).__name__}: {first}")
 
 
-def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
+def _train_and_sample(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict[str, Any], Drawn, Any] | Record:
+    """The sampling part of a cell: model, training report, samples and their preview (a failed Record for
+    non-finite samples)."""
+    model, train_report = train_or_load(spec, ctx)
+    ctx.event("trained", spec, train_s=train_report.get("train_s"), cached=train_report.get("cached"))
+    drawn = draw_samples(model, spec, ctx)
+    ctx.event("sampled", spec, n=len(drawn.x), seconds=drawn.seconds, nfe=drawn.nfe)
+    x = drawn.x
+    bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
+    if bad:
+        return Record(spec, FAILED, info={"train": train_report},
+                      error=f"model produced {bad} of {len(x)} samples with NaN or Inf; lower the learning rate or check the recipe")
+    return model, train_report, drawn, preview_samples(x, model)
+
+
+def evaluate_drawn(spec: RunSpec, model: GenerativeModel, train_report: dict[str, Any], drawn: Drawn, ctx: RunContext,
+                   prov: dict[str, Any]) -> Record:
+    """One spec's Record from its cell's samples: features in the spec's space, metrics, likelihood, costs."""
     from genbench.metrics import MetricOptions, MetricResult, evaluate_features
     from genbench.metrics.base import LABELS
     from genbench.reference import reference_extras, reference_features
 
-    model, train_report = train_or_load(spec, ctx)
-    ctx.event("trained", spec, train_s=train_report.get("train_s"), cached=train_report.get("cached"))
-    drawn = draw_samples(model, spec, ctx)
     x, nfe, seconds = drawn.x, drawn.nfe, drawn.seconds
-    ctx.event("sampled", spec, n=len(x), seconds=seconds, nfe=nfe)
-    bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
-    if bad:
-        return Record(spec, FAILED, info={"train": train_report}, provenance=prov,
-                      error=f"model produced {bad} of {len(x)} samples with NaN or Inf; lower the learning rate or check the recipe")
-    ctx.previews[spec.key] = preview_samples(x, model)
     extractor = ctx.extractor(spec.features)
     cb = ctx.stage("features", 2)
     real = reference_features(spec.dataset, spec.reference_split, spec.n_reference, extractor, data_root=ctx.data_root,
@@ -276,9 +320,10 @@ def _run_spec(spec: RunSpec, ctx: RunContext, prov: dict[str, Any]) -> Record:
                "train_s": float(train_report.get("train_s", 0.0))}
     info = {**result.info, **ll_info, "train": train_report, "warnings": result.warnings,
             "n_samples": len(x), "sample_s": seconds, "nfe_max": nfe["nfe_max"]}
-    prov.update(extractor.identity())
+    prov = {**prov, **extractor.identity()}
     prov.update({"n_fake": len(x), "n_real": int(next(iter(real.values())).shape[0]), "reference_split": spec.reference_split,
-                 "sampler": spec.sampler, "steps": spec.steps, "ema": train_report.get("ema")})
+                 "sampler": spec.sampler, "steps": spec.steps, "ema": train_report.get("ema"),
+                 "sampling_key": spec.sampling_key})
     return Record(spec, OK, metrics, dict(result.ci), info, prov)
 
 
@@ -299,22 +344,24 @@ def pending_specs(specs: list[RunSpec], store: ResultsStore, rerun: bool = False
 
 
 def run_specs(specs: list[RunSpec], store: ResultsStore, ctx: RunContext, rerun: bool = False) -> list[Record]:
-    """Run every spec not already stored as ok (all with ``rerun``), one after another; each record
-    is stored as soon as it exists. Returns the records computed now."""
+    """Run every spec not already stored as ok (all with ``rerun``), one cell after another (the specs of
+    a cell in several feature spaces share one sampling pass, ``run_cell``); each record is stored as
+    soon as its cell is evaluated. Returns the records computed now."""
     todo = pending_specs(specs, store, rerun)
     records = []
-    for spec in todo:
-        if ctx.reporter:
-            ctx.reporter.progress.update(ctx.reporter.overall, description="suite")
-            ctx.reporter.log(f"run  {spec.label()}")
-        ctx.event("spec_started", spec)
-        rec = run_spec(spec, ctx)
-        store.put(rec)
-        preview = ctx.previews.pop(spec.key, None)
-        if rec.status == OK:
-            store.put_preview(spec.key, preview)
-        records.append(rec)
-        report_record(rec, ctx)
+    for cell in sampling_groups(todo):  # specs of one cell in several feature spaces: one sampling pass
+        for spec in cell:
+            if ctx.reporter:
+                ctx.reporter.progress.update(ctx.reporter.overall, description="suite")
+                ctx.reporter.log(f"run  {spec.label()}")
+            ctx.event("spec_started", spec)
+        for rec in run_cell(cell, ctx):
+            store.put(rec)
+            preview = ctx.previews.pop(rec.key, None)
+            if rec.status == OK:
+                store.put_preview(rec.key, preview)
+            records.append(rec)
+            report_record(rec, ctx)
     return records
 
 
@@ -336,6 +383,12 @@ def check_run_inputs(specs: list[RunSpec], ctx: RunContext) -> None:
     cache.sweep_stale_temp_files()
     if ctx.weights is None:
         return
+    several = next((cell for cell in sampling_groups(specs) if len({sp.features for sp in cell}) > 1), None)
+    if several:  # one file cannot be the weights of several networks
+        raise UsageError(f"--weights names one weights file, but this suite evaluates {several[0].dataset} in the feature "
+                         f"spaces {', '.join(dict.fromkeys(sp.features for sp in several))}; drop --weights and give each "
+                         "network its file by environment variable ($GENBENCH_INCEPTION_WEIGHTS, "
+                         "$GENBENCH_DINOV2_WEIGHTS, $GENBENCH_CLIP_WEIGHTS)")
     for name in dict.fromkeys(sp.features for sp in specs):
         try:
             ctx.extractor(name)  # loads (and keeps) the extractor: a pickle with code or a wrong network is refused

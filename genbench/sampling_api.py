@@ -10,9 +10,11 @@ sigma_max * noise for EDM/VE ones), so two samplers or two tools can start from 
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,6 +88,26 @@ def _recipe_model(recipe_name: str, dataset: str, device: str, seed: int) -> Gen
     return model
 
 
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``--option NAME=VALUE`` pairs -> {name: value}; a value that reads as a number becomes one."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, eq, text = pair.partition("=")
+        if not eq or not name.strip() or not text.strip():
+            raise UsageError(f"--option {pair!r} must be NAME=VALUE, e.g. --option guidance=2")
+        if name.strip() in out:
+            raise UsageError(f"--option {name.strip()!r} is given twice; give each option once")
+        value: Any = text.strip()
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        out[name.strip()] = value
+    return out
+
+
 def load_init_noise(path: Path, n: int | None) -> torch.Tensor:
     """A float .npy of standard-normal rows [N, *shape] (checked: finite, at least one row, N == n when n is given)."""
     try:
@@ -103,13 +125,17 @@ def load_init_noise(path: Path, n: int | None) -> torch.Tensor:
 
 
 def draw(model: GenerativeModel, sampler: str | None = None, steps: int | None = None, n: int = 16, seed: int = 0,
-         init_noise: torch.Tensor | None = None, batch_size: int = 256, device: str = "cpu") -> SampleResult:
-    """Samples of ``model`` with per-sample seeds (or the given initial noise), the counted NFE and the seconds."""
+         init_noise: torch.Tensor | None = None, batch_size: int = 256, device: str = "cpu",
+         options: dict[str, Any] | None = None) -> SampleResult:
+    """Samples of ``model`` with per-sample seeds (or the given initial noise), the counted NFE and the seconds;
+    ``options``: sampling options (``--option guidance=2``), checked by the model's family."""
     from genbench.registry import check_choice
 
     sampler = sampler or model.supported_samplers()[0]
     check_choice(sampler, model.supported_samplers(), f"sampler for this {model.family} model")
     steps = steps if steps is not None else model.default_steps(sampler, model.config)
+    options = dict(options or {})
+    model.check_sampling_options(sampler, options, model.config)
     if batch_size < 1 or n < 1:
         raise UsageError("--n and --batch-size must be positive integers")
     num_classes = model.num_classes if getattr(model, "conditional", False) else None  # balanced classes, as runs ask
@@ -122,7 +148,7 @@ def draw(model: GenerativeModel, sampler: str | None = None, steps: int | None =
     t0 = time.perf_counter()
     with torch.no_grad():
         for batch in noise.batches(batch_size):
-            x, calls = model.sample(batch, sampler, steps)
+            x, calls = model.sample(batch, sampler, steps, **options)
             chunks.append(x.detach().float().cpu())
             nfe.append((float(calls), len(batch)))
     _sync(device)
@@ -138,7 +164,7 @@ def _sync(device: str) -> None:
 
 def sample_to_file(model: str, out: Path, dataset: str | None = None, sampler: str | None = None,
                    steps: int | None = None, n: int | None = None, seed: int = 0, init_noise: Path | None = None,
-                   batch_size: int = 256, device: str = "auto") -> SampleResult:
+                   batch_size: int = 256, device: str = "auto", options: dict[str, Any] | None = None) -> SampleResult:
     """Everything ``genbench sample`` does: resolve the model, draw, write ``out`` (.npz) atomically."""
     from genbench.cache import atomic_write_bytes
     from genbench.runner import resolve_device
@@ -151,10 +177,10 @@ def sample_to_file(model: str, out: Path, dataset: str | None = None, sampler: s
     device = resolve_device(device)
     rows = load_init_noise(init_noise, n) if init_noise is not None else None
     m = resolve_model(model, dataset, device, seed)
-    result = draw(m, sampler, steps, n if n is not None else 16, seed, rows, batch_size, device)
+    result = draw(m, sampler, steps, n if n is not None else 16, seed, rows, batch_size, device, options)
     buf = io.BytesIO()
     np.savez(buf, samples=result.samples.numpy().astype(np.float32), nfe=np.float64(result.nfe),
              seconds=np.float64(result.seconds), model=np.str_(model), sampler=np.str_(result.sampler),
-             steps=np.int64(-1 if result.steps is None else result.steps))
+             steps=np.int64(-1 if result.steps is None else result.steps), options=np.str_(json.dumps(options or {})))
     atomic_write_bytes(out, buf.getvalue())
     return result

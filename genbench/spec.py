@@ -33,6 +33,9 @@ NUMERICS_VERSION = 2
 
 # Fields that do not change the numbers and so are left out of the hash.
 _UNHASHED = frozenset({"suite"})
+# Fields that change how samples are evaluated, not which samples are drawn: specs equal in every other
+# field share one sampling pass (``RunSpec.sampling_key``; a suite naming several feature spaces).
+_EVALUATION_ONLY = frozenset({"suite", "features", "metrics", "n_reference", "reference_split", "bootstrap"})
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,25 @@ class RunSpec:
     reference_split: str = "test"
     bootstrap: int = 0
     train: dict[str, Any] = field(default_factory=dict)  # the suite's overrides of the recipe's training
+    # sampling options swept like steps (guidance scale, DDIM eta, temperature): name -> value
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        """Content hash of every field that can change a number (the store's primary key)."""
-        return content_key({k: v for k, v in self.to_dict().items() if k not in _UNHASHED})
+        """Content hash of every field that can change a number (the store's primary key).
+
+        ``options`` enters the hash only when it holds something, so specs without options keep the
+        keys they had before the field existed."""
+        d = {k: v for k, v in self.to_dict().items() if k not in _UNHASHED}
+        if not d["options"]:
+            del d["options"]
+        return content_key(d)
+
+    @property
+    def sampling_key(self) -> str:
+        """Hash of the fields that decide the samples (model, training, sampler, steps, seed, n): specs
+        that differ only in how samples are evaluated (feature space, metrics, reference) share it."""
+        return content_key({k: v for k, v in self.to_dict().items() if k not in _EVALUATION_ONLY})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,11 +88,30 @@ class RunSpec:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["metrics"] = tuple(kw.get("metrics", ()))
+        kw["options"] = dict(kw.get("options") or {})
         return cls(**kw)
 
-    def label(self) -> str:
+    def sampler_label(self) -> str:
+        """``ddim@10``, with the sampling options when there are any: ``ddim@10 [guidance=2, eta=0.5]``."""
         steps = f"@{self.steps}" if self.steps is not None else ""
-        return f"{self.dataset} | {self.model} | {self.sampler}{steps} | seed {self.seed}"
+        return f"{self.sampler}{steps}{options_label(self.options)}"
+
+    def label(self) -> str:
+        return f"{self.dataset} | {self.model} | {self.sampler_label()} | seed {self.seed}"
+
+
+def frame_options(text: Any) -> dict[str, Any]:
+    """The options of a results frame's ``options`` cell (JSON text; empty or missing: none)."""
+    if not isinstance(text, str) or not text:
+        return {}
+    return dict(json.loads(text))
+
+
+def options_label(options: dict[str, Any] | None) -> str:
+    """`` [name=value, ...]`` in the options' own order ("" without options)."""
+    if not options:
+        return ""
+    return " [" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items()) + "]"
 
 
 @dataclass(frozen=True)

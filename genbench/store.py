@@ -244,7 +244,7 @@ def _json_default(o: Any) -> Any:
 
 WARNING_SEPARATOR = " | "  # joins a record's warnings in its one ``warnings`` cell
 # columns of the frame that are neither metrics nor intervals
-FRAME_INFO_COLUMNS = ("suite", "dataset", "model", "family", "sampler", "steps", "seed", "status", "n_fake", "n_real",
+FRAME_INFO_COLUMNS = ("suite", "dataset", "model", "family", "sampler", "steps", "options", "seed", "status", "n_fake", "n_real",
                       "features", "weights_sha256", "likelihood_kind", "kid_subset_size", "warnings", "error", "key",
                       "created_at")
 
@@ -258,7 +258,7 @@ def records_to_frame(records: list[Record]) -> pd.DataFrame:
         s, p = rec.spec, rec.provenance
         row: dict[str, Any] = {
             "suite": s.suite, "dataset": s.dataset, "model": s.model, "family": s.family, "sampler": s.sampler,
-            "steps": s.steps, "seed": s.seed, "status": rec.status,
+            "steps": s.steps, "options": json.dumps(s.options) if s.options else None, "seed": s.seed, "status": rec.status,
             "n_fake": p.get("n_fake"), "n_real": p.get("n_real"),
             "features": p.get("features", s.features), "weights_sha256": p.get("weights_sha256"),
             "likelihood_kind": rec.info.get("likelihood_kind"), "kid_subset_size": rec.info.get("kid_subset_size"),

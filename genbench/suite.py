@@ -10,7 +10,8 @@ Schema (unknown keys are an error naming the key)::
       n_samples: 2000
       n_reference: 2000
       metrics: [fid, precision, recall]
-      features: auto                    # or raw, inception, domain:digits, ...
+      features: auto                    # or raw, inception, domain:digits, ...; a list names several
+                                        # feature spaces: [auto, dinov2:vits14, clip] (one sampling pass)
       train: {steps: 500}               # overrides of the recipes' training budgets
     seeds: [0, 1, 2]                    # seeds of the grids here and in included suites that list none
     runs:                               # grids: datasets x models x samplers x steps x seeds
@@ -18,7 +19,9 @@ Schema (unknown keys are an error naming the key)::
         models: [diffusion-mlp]         # recipes, or diffusers:PATH / python:MODULE:FUNCTION models
         samplers: [euler, heun]         # default: each model's first sampler
         steps: [4, 8, 16]               # default: each sampler's default steps
+        options: {guidance: [0, 1, 2]}  # sampling options swept like steps (the models' sampling_options)
         seeds: [0]                      # default: the suite's seeds, else [0]
+        features: [auto, dinov2]        # this grid's feature spaces (as settings.features)
         settings: {n_samples: 1000}     # per-grid overrides
 
 Runs of included suites come first. A grid's settings are those of its own file, over those of
@@ -30,6 +33,12 @@ file's); ``--seeds`` replaces them all. Each seed trains and samples on its own.
 skips it; a model that can use none of them runs with its own ``native`` sampler, and the
 expansion says so (``plan_suite(...).notes``); a sampler that no model of its grid can use is
 an error. Every value is checked here, at expansion (exit 2), not when a spec runs.
+
+Several feature spaces (``features: [auto, dinov2, clip]``) give one spec per space for each cell;
+the specs of a cell differ only in ``features`` (and the metrics each space can give: with several
+spaces a named metric goes to the spaces that have the features it needs, and one that none has is
+an error), so they share ``RunSpec.sampling_key`` and the runner samples the cell once for all of
+them. A single space gives exactly the spec it always gave.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from genbench.errors import UsageError
 from genbench.registry import check_choice
 
 SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "seeds", "runs"}
-GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings"}
+GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings", "options", "features"}
 SUITE_SEEDS = "_suite_seeds"  # (internal grid key) the seeds a suite file gave a grid that lists none
 SUITE_SETTINGS = "_suite_settings"  # (internal grid key) the settings of the files above a grid, merged
 SETTING_DEFAULTS: dict[str, Any] = {
@@ -182,6 +191,8 @@ def _check_grid(grid: Any, where: str) -> dict[str, Any]:
             raise UsageError(f"{where} lists no {req}; add a '{req}:' list")
     _check_settings(grid.get("settings") or {}, where)
     out = dict(grid)
+    if "options" in out:
+        out["options"] = check_options(out["options"], where)
     for key in ("datasets", "models", "samplers", "steps", "seeds"):
         if key in out and not isinstance(out[key], list):
             out[key] = [out[key]]
@@ -224,8 +235,11 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
 
     above = grid[SUITE_SETTINGS] if SUITE_SETTINGS in grid else suite.settings  # (a Suite built in Python has none)
     s = _merge(_merge(SETTING_DEFAULTS, above), grid.get("settings") or {})
+    if "features" in grid:  # a grid's own feature spaces, over the settings'
+        s["features"] = grid["features"]
     check_setting_values(s, where)
     grid_steps = check_steps(grid.get("steps"), where)
+    combos = option_combinations(grid.get("options") or {})
     wanted = grid.get("samplers")
     for name in wanted or []:
         SAMPLERS.get(name)  # "did you mean" for unknown sampler names
@@ -235,8 +249,8 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
         ds = DATASETS.get(ds_name)
         ds.check_split(s["train_split"])
         ds.check_split(s["reference_split"])
-        features = resolve_features(s["features"], ds)
-        check_metrics_fit(s["metrics"], features, ds.modality, where)
+        spaces = metrics_per_space(s["metrics"], [resolve_features(f, ds) for f in feature_names(s["features"])],
+                                   ds.modality, where)
         for model in grid["models"]:
             family_name, model_hash, family, config = _model_identity(str(model), ds, ds_name, s, where)
             if ds.modality not in family.modalities:
@@ -244,10 +258,16 @@ def _expand_grid(suite: Suite, grid: dict[str, Any], seeds: list[int], where: st
             chosen, own_steps = _choose_samplers(family, family_name, config, wanted, grid_steps, f"{where}: {model}", notes)
             used.update(chosen)
             for sampler in chosen:
+                for options in combos:
+                    try:
+                        family.check_sampling_options(sampler, options, config)
+                    except UsageError as e:
+                        raise UsageError(f"{where}: model {model!r}: {e}") from None
                 default = _default_steps(family, sampler, config)
                 for steps in [None] if default is None else (own_steps or [default]):
-                    specs += [_spec(suite.name, s, ds_name, model, family_name, model_hash, features, sampler, steps, sd)
-                              for sd in seeds]
+                    specs += [_spec(suite.name, {**s, "metrics": metrics}, ds_name, model, family_name, model_hash,
+                                    features, sampler, steps, sd, options)
+                              for options in combos for sd in seeds for features, metrics in spaces.items()]
     unused = [x for x in wanted or [] if x not in used]
     if unused:
         raise UsageError(f"{where}: no model of this grid can use sampler {unused[0]!r}; remove it or add a model that supports it")
@@ -300,14 +320,14 @@ def _choose_samplers(family: Any, family_name: str, config: dict[str, Any], want
 
 
 def _spec(suite: str, s: dict[str, Any], dataset: str, model: str, family: str, model_hash: str, features: str,
-          sampler: str, steps: int | None, seed: int) -> "RunSpec":
+          sampler: str, steps: int | None, seed: int, options: dict[str, Any] | None = None) -> "RunSpec":
     from genbench.spec import RunSpec
 
     return RunSpec(suite=suite, dataset=dataset, model=model, family=family, recipe_hash=model_hash,
                    sampler=sampler, steps=steps, seed=seed, n_samples=int(s["n_samples"]),
                    n_reference=int(s["n_reference"]), metrics=tuple(s["metrics"] or ()), features=features,
                    train_split=s["train_split"], reference_split=s["reference_split"],
-                   bootstrap=int(s["bootstrap"]), train=dict(s.get("train") or {}))
+                   bootstrap=int(s["bootstrap"]), train=dict(s.get("train") or {}), options=dict(options or {}))
 
 
 def _default_steps(family: Any, sampler: str, config: dict[str, Any]) -> int | None:
@@ -326,6 +346,31 @@ def check_seeds(seeds: Any, where: str) -> list[int]:
     return [int(x) for x in values]
 
 
+def check_options(options: Any, where: str) -> dict[str, list[Any]]:
+    """A grid's sampling options: a mapping of option names to a value or a list of values (numbers or
+    names), each list without repeats; returned as name -> list."""
+    if not isinstance(options, dict) or not options:
+        raise UsageError(f"options in {where} must be a mapping of sampling options to values, e.g. "
+                         f"options: {{guidance: [0, 1, 2]}}; got {options!r}")
+    out = {}
+    for name, values in options.items():
+        vals = values if isinstance(values, list) else [values]
+        ok = vals and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in vals)
+        if not _NAME_RE.match(str(name)) or not ok or len({repr(v) for v in vals}) != len(vals):
+            raise UsageError(f"option {name!r} in {where} must be a name with a number or a name, or a list of distinct "
+                             f"ones, e.g. {name}: [0, 1.5]; got {values!r}")
+        out[str(name)] = [float(v) if isinstance(v, float) else v for v in vals]
+    return out
+
+
+def option_combinations(options: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a grid's option values, in the order written ([{}] without options)."""
+    import itertools
+
+    names = list(options)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(options[n] for n in names))]
+
+
 def check_steps(steps: Any, where: str) -> list[int] | None:
     """A grid's step counts: positive integers (a sampler needs at least one step)."""
     if steps is None:
@@ -342,9 +387,43 @@ def check_setting_values(s: dict[str, Any], where: str) -> None:
             raise UsageError(f"setting {key!r} in {where} must be an integer >= {low}; got {s[key]!r}")
     if not isinstance(s.get("train") or {}, dict):
         raise UsageError(f"setting 'train' in {where} must be a mapping, e.g. train: {{steps: 500}}; got {s['train']!r}")
-    if not isinstance(s["features"], str):
-        raise UsageError(f"setting 'features' in {where} must be a name, e.g. auto, raw or domain:digits; got {s['features']!r}")
+    names = s["features"] if isinstance(s["features"], list) else [s["features"]]
+    if not names or not all(isinstance(f, str) and f for f in names) or len(set(names)) != len(names):
+        raise UsageError(f"setting 'features' in {where} must be a name (auto, raw, domain:digits, ...) or a list of "
+                         f"distinct names, e.g. [auto, dinov2:vits14, clip]; got {s['features']!r}")
     check_metric_names(s["metrics"])
+
+
+def feature_names(features: str | list[str]) -> list[str]:
+    """The feature spaces a ``features`` setting names, in order (a name or a list of names)."""
+    return list(features) if isinstance(features, list) else [features]
+
+
+def metrics_per_space(names: list[str] | None, spaces: list[str], modality: str, where: str) -> dict[str, list[str] | None]:
+    """{feature space: the named metrics it computes} for a grid's distinct (resolved) spaces. One space
+    takes every named metric (one it cannot give is an error); with several, each takes those it can
+    give, and a metric no space can give is an error (naming why the first space cannot)."""
+    spaces = list(dict.fromkeys(spaces))  # auto and the name it resolves to are one space
+    if len(spaces) == 1 or names is None:
+        for f in spaces:
+            check_metrics_fit(names, f, modality, where)
+        return {f: names for f in spaces}
+    out: dict[str, list[str] | None] = {f: [] for f in spaces}
+    for m in names:
+        fits = [f for f in spaces if _fits(m, f, modality, where)]
+        if not fits:
+            check_metrics_fit([m], spaces[0], modality, where)  # raises, saying why
+        for f in fits:
+            out[f].append(m)
+    return {f: m for f, m in out.items() if m}  # a space none of the named metrics fits has nothing to compute
+
+
+def _fits(metric: str, features: str, modality: str, where: str) -> bool:
+    try:
+        check_metrics_fit([metric], features, modality, where)
+    except UsageError:
+        return False
+    return True
 
 
 def check_metric_names(names: Any) -> None:

@@ -156,3 +156,29 @@ def test_eval_cli_end_to_end_names_the_space(dino_weights, tmp_path):
     assert out["vendi_dinov2"] == pytest.approx(vendi_score(fa), rel=1e-9)
     # which k each k-NN table used: precision/recall k = 3 (torch-fidelity), density/coverage k = 5 (prdc, dgm-eval)
     assert out["info"]["space"] == "dinov2" and out["info"]["prc_k"] == 3 and out["info"]["dc_k"] == 5
+
+
+def test_weights_are_verified_against_published_sha256(dino_weights, tmp_path, monkeypatch):
+    from genbench.features.base import sha256_file
+    from genbench.features.nets import PublishedFile
+    from safetensors.torch import save_file
+
+    fe = build_features("dinov2:vits14", weights=dino_weights)
+    ident = fe.identity()
+    # no published sha256 of ViT-S/14 is known: recorded and marked unverified, never standard
+    assert ident["weights_sha256"] == sha256_file(dino_weights) and ident["standard_weights"] is False
+    assert ident["weights_verification"].startswith("unverified")
+    # a file whose sha256 a published record states is standard, and the record is named
+    monkeypatch.setitem(dn.PUBLISHED, "vits14", (PublishedFile("x.pth", sha256_file(dino_weights), "https://x"),))
+    fe = build_features("dinov2:vits14", weights=dino_weights)
+    assert fe.standard is True and fe.identity()["weights_verification"] == "verified: the sha256 of x.pth as published at https://x"
+    # timm's safetensors format of the same network loads to the same features; another file is non-standard
+    st = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in torch.load(dino_weights, weights_only=True).items() if k != "mask_token"}, st)
+    other = build_features("dinov2:vits14", weights=st)
+    assert other.standard is False and other.identity()["weights_verification"].startswith("non-standard")
+    x = fixed_images(n=2, size=24)
+    torch.testing.assert_close(other.extract(x)[POOL], fe.extract(x)[POOL], rtol=0, atol=0)
+    # the published ViT-B/14 records carry their source
+    assert all(f.source.startswith("https://huggingface.co/timm/vit_base_patch14_dinov2.lvd142m/")
+               for f in dn.PUBLISHED["vitb14"])

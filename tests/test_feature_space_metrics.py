@@ -114,3 +114,16 @@ def test_warnings_name_the_space():
     assert any("FID" in w for w in plain.warnings)
     assert spaced.warnings and not any("FID" in w or "fid" in w for w in spaced.warnings)
     assert any("fd_dinov2" in w for w in spaced.warnings)
+
+
+def test_vendi_per_class_metric_is_the_mean_of_vendi_score_per_class():
+    vendi = pytest.importorskip("vendi_score.vendi")
+    x, labels = feats(45, 6, 7), torch.tensor([0, 1, 2, 2, 0] * 9)  # classes of 18, 9 and 18 samples
+    res = evaluate_features(["vendi_per_class"], {"pool": x, "labels": labels}, None, space="dinov2")
+    per_class = [vendi.score_dual(x[labels == c].double().numpy(), q=1, normalize=True) for c in range(3)]
+    assert res.values["vendi_per_class_dinov2"] == pytest.approx(sum(per_class) / 3, rel=1e-9)
+    assert res.info["vendi_by_class"]["1"] == pytest.approx(per_class[1], rel=1e-9)
+    assert higher_is_better("vendi_per_class_dinov2")
+    # an unconditional model's samples carry no labels: one line saying so
+    with pytest.raises(UsageError, match="vendi_per_class.*no class labels"):
+        evaluate_features(["vendi_per_class"], {"pool": x}, None)

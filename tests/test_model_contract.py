@@ -47,6 +47,8 @@ TINY_CONFIG: dict[str, dict] = {
     "ebm": {"hidden": 16, "depth": 1, "langevin_steps": 3},
     "diffusion": {"width": 16, "depth": 1, "emb_dim": 8},
     "ddpm": {"width": 16, "depth": 1, "emb_dim": 8, "num_train_timesteps": 100},
+    "ddpm_cfg": {"width": 16, "depth": 1, "emb_dim": 8, "num_train_timesteps": 100},
+    "diffusion_cfg": {"width": 16, "depth": 1, "emb_dim": 8},
     "consistency_distillation": {"hidden": 16, "depth": 1, "emb_dim": 8, "teacher_config": {"width": 16, "depth": 1},
                                  "teacher_train": {"steps": 3, "batch_size": 32}},
     "vae": {"hidden": 16, "depth": 1, "latent_dim": 2},
@@ -217,7 +219,7 @@ LIKELIHOOD_BATCH_DEPENDENT = {
     (f, m): "adaptive dopri5 picks one step size for the whole batch, so an example's ODE likelihood moves with "
             "its batch (here ~1e-3 relative at likelihood_tol 1e-5); its Hutchinson probes are per example "
             "(tests/test_likelihood.py)"
-    for f, m in [("diffusion", POINTS), ("diffusion", IMAGES)]
+    for f, m in [("diffusion", POINTS), ("diffusion", IMAGES), ("diffusion_cfg", IMAGES)]
 }
 
 

@@ -86,10 +86,10 @@ def test_killed_worker_is_retried_and_a_failing_task_is_bounded(local_ray, tmp_p
     marks = tmp_path / "attempts"
     marks.mkdir()
 
-    def flaky(spec_dict, *args):
+    def flaky(spec_dicts, *args):  # one task per cell; these cells hold one spec each
         from genbench.spec import RunSpec
 
-        key = RunSpec.from_dict(spec_dict).key
+        key = RunSpec.from_dict(spec_dicts[0]).key
         with open(marks / key, "a") as f:
             f.write("x")
         tries = (marks / key).stat().st_size
@@ -97,7 +97,7 @@ def test_killed_worker_is_retried_and_a_failing_task_is_bounded(local_ray, tmp_p
             os._exit(1)  # the worker process dies mid-task, as under a kill or the OOM killer
         if key == fail:
             raise RuntimeError("disk on fire")
-        return run_remote(spec_dict, *args)
+        return run_remote(spec_dicts, *args)
 
     store = ResultsStore(tmp_path / "run")
     from genbench import cache
@@ -110,6 +110,31 @@ def test_killed_worker_is_retried_and_a_failing_task_is_bounded(local_ray, tmp_p
     assert by_key[crash].status == "ok" and len(store.attempts(crash)) == 1
     assert by_key[fail].status == "failed" and len(store.attempts(fail)) == 1
     assert by_key[fail].error.startswith("Ray task failed 2 times") and "disk on fire" in by_key[fail].error
+
+
+def test_a_cell_in_several_feature_spaces_is_one_task(local_ray, tmp_path, one_torch_thread):
+    """features: [auto, raw] on digits: one task per (seed) cell samples once and returns a record per space."""
+    path = tmp_path / "spaces.yaml"
+    path.write_text("name: spaces\nsettings: {n_samples: 30, n_reference: 30, train: {steps: 5}, metrics: [fid]}\n"
+                    "runs:\n  - datasets: [digits]\n    models: [tiny]\n    seeds: [0, 1]\n    features: [auto, raw]\n")
+    specs = plan_suite(load_suite(str(path))).specs
+    marks = tmp_path / "tasks"
+    marks.mkdir()
+
+    def counted(spec_dicts, *args):
+        (marks / f"{len(os.listdir(marks))}-{len(spec_dicts)}").touch()
+        return run_remote(spec_dicts, *args)
+
+    from genbench import cache
+
+    cache.set_cache_dir(tmp_path / "c")
+    records = run_specs_ray(specs, ResultsStore(tmp_path / "run"), RunContext(), task=counted)
+    assert sorted(p.split("-")[1] for p in os.listdir(marks)) == ["2", "2"]  # two cells of two spaces each
+    assert len(records) == 4 and all(r.status == "ok" for r in records)
+    for seed in (0, 1):
+        cell = [r for r in records if r.spec.seed == seed]
+        assert {r.spec.features for r in cell} == {"domain:digits", "raw"}
+        assert cell[0].metrics["sample_s_per_1k"] == cell[1].metrics["sample_s_per_1k"]  # one sampling pass
 
 
 def test_address_needs_the_ray_executor(tmp_path):

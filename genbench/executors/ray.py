@@ -1,11 +1,12 @@
-"""The Ray executor: one task per RunSpec across a Ray cluster; the driver alone writes the store.
+"""The Ray executor: one task per cell (the RunSpecs that share one sampling pass, usually one spec; a
+suite naming several feature spaces gives one per space) across a Ray cluster; the driver alone writes the store.
 
 ``genbench run --executor ray`` connects to ``--address`` (or ``$RAY_ADDRESS``) when given, joins a
 Ray already initialised in this process, or else starts a local Ray (and shuts it down afterwards).
-Each task trains/loads, samples and evaluates one spec and returns its Record (and sample preview) to
-the driver, which stores it as it arrives, so an interrupted sweep resumes like a local one. A task
+Each task trains/loads and samples its cell once, evaluates each spec and returns their Records (and
+sample previews) to the driver, which stores them as they arrive, so an interrupted sweep resumes like a local one. A task
 asks for one GPU when the run's device is CUDA. A task whose worker dies (killed, out of memory) or
-that raises is retried ``max_retries`` times; after that the driver stores one failed record for it
+that raises is retried ``max_retries`` times; after that the driver stores one failed record per spec of it
 and goes on. Only the driver touches the store, and it stores one record per finished task, so a
 retried task is stored once. Workers share the checkpoint and reference caches when
 ``GENBENCH_CACHE`` (``--cache``) points to storage every node sees; cache files are written atomically.
@@ -21,21 +22,21 @@ from typing import Any, Callable
 
 from genbench import cache
 from genbench.errors import UsageError
-from genbench.runner import RunContext, pending_specs, report_record, run_spec
+from genbench.runner import RunContext, pending_specs, report_record, run_cell, sampling_groups
 from genbench.spec import FAILED, OK, Record, RunSpec, base_provenance, record_from_dict
 
 MAX_RETRIES = 2  # a task runs at most 1 + MAX_RETRIES times
 
 
-def run_remote(spec_dict: dict[str, Any], device: str, data_root: str | None, cache_dir: str, batch_size: int,
-               weights: str | None = None) -> tuple[dict[str, Any], Any]:
-    """One spec on a Ray worker: (its Record as a dict, its sample preview or None)."""
+def run_remote(spec_dicts: list[dict[str, Any]], device: str, data_root: str | None, cache_dir: str, batch_size: int,
+               weights: str | None = None) -> list[tuple[dict[str, Any], Any]]:
+    """One cell on a Ray worker (specs sharing a sampling pass): per spec, its Record as a dict and its
+    sample preview or None."""
     cache.set_cache_dir(cache_dir)
     ctx = RunContext(device=device, data_root=Path(data_root) if data_root else None, batch_size=batch_size,
                      weights=Path(weights) if weights else None)
-    spec = RunSpec.from_dict(spec_dict)
-    rec = run_spec(spec, ctx)
-    return rec.to_dict(), ctx.previews.pop(spec.key, None)
+    records = run_cell([RunSpec.from_dict(d) for d in spec_dicts], ctx)
+    return [(rec.to_dict(), ctx.previews.pop(rec.key, None)) for rec in records]
 
 
 def _connect(ray, address: str | None) -> bool:
@@ -68,19 +69,22 @@ def run_specs_ray(specs: list[RunSpec], store, ctx: RunContext, rerun: bool = Fa
     weights = str(ctx.weights) if ctx.weights else None
     pending = {}
     try:
-        for s in todo:
-            ctx.event("spec_started", s)
-            pending[remote.remote(s.to_dict(), ctx.device, root, str(cache.cache_dir()), ctx.batch_size, weights)] = s
+        for cell in sampling_groups(todo):
+            for s in cell:
+                ctx.event("spec_started", s)
+            ref = remote.remote([s.to_dict() for s in cell], ctx.device, root, str(cache.cache_dir()), ctx.batch_size,
+                                weights)
+            pending[ref] = cell
         records = []
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            spec = pending.pop(ready[0])
-            rec, preview = _result(ray, ready[0], spec, ctx, max_retries)
-            store.put(rec)
-            if rec.status == OK:
-                store.put_preview(spec.key, preview)
-            records.append(rec)
-            report_record(rec, ctx)
+            cell = pending.pop(ready[0])
+            for rec, preview in _results(ray, ready[0], cell, ctx, max_retries):
+                store.put(rec)
+                if rec.status == OK:
+                    store.put_preview(rec.key, preview)
+                records.append(rec)
+                report_record(rec, ctx)
         return records
     finally:
         for ref in pending:  # interrupted: the unfinished tasks stop too (nothing of theirs is stored)
@@ -89,14 +93,14 @@ def run_specs_ray(specs: list[RunSpec], store, ctx: RunContext, rerun: bool = Fa
             ray.shutdown()
 
 
-def _result(ray, ref, spec: RunSpec, ctx: RunContext, max_retries: int) -> tuple[Record, Any]:
-    """The record a task returned, or a failed record once its retries are spent."""
+def _results(ray, ref, cell: list[RunSpec], ctx: RunContext, max_retries: int) -> list[tuple[Record, Any]]:
+    """The records a task returned for its cell, or a failed record per spec once its retries are spent."""
     try:
-        rec, preview = ray.get(ref)
-        return record_from_dict(rec), preview
+        return [(record_from_dict(rec), preview) for rec, preview in ray.get(ref)]
     except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
             ray.exceptions.OutOfMemoryError) as e:
         cause = getattr(e, "cause", None) or e
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         err = f"Ray task failed {1 + max_retries} times; last: {type(cause).__name__}: {first}"
-        return Record(spec, FAILED, provenance={**base_provenance(ctx.device), "spec": spec.to_dict()}, error=err), None
+        return [(Record(spec, FAILED, provenance={**base_provenance(ctx.device), "spec": spec.to_dict()}, error=err), None)
+                for spec in cell]

@@ -17,8 +17,10 @@ ViT-L-14), centre crop, /255, normalised with OpenAI's CLIP mean and std.
 Weights, in order: ``--weights PATH`` (an open_clip state dict, ``.safetensors``/``.bin``/
 ``.pth``, of the whole model or of its image tower, keys ``visual.*``), ``$GENBENCH_CLIP_WEIGHTS``,
 else open_clip's download of dgm-eval's default tag for the architecture (``datacomp_xl_s13b_b90k``
-for ViT-L-14) when online (not with GENBENCH_OFFLINE=1). The file's sha256 is recorded; no
-published hash has been verified here, so every file is marked ``standard=False``.
+for ViT-L-14) when online (not with GENBENCH_OFFLINE=1). The file's sha256 is recorded and compared
+with ``PUBLISHED``; no sha256 of the laion/openai files stated by their publishers was found (the hub
+pages found were of third-party copies), so it is empty and every file is recorded as ``unverified``
+(``standard=False``) until one is added there.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from genbench.errors import UsageError
 from genbench.features.base import FEATURES, POOL, FeatureExtractor
 from genbench.features.nets import (
     PretrainedWeights,
+    PublishedFile,
     WeightsFile,
     as_rgb_uint8,
     download_allowed,
@@ -40,7 +43,8 @@ from genbench.features.nets import (
     locate_weights,
     missing_weights_error,
     read_weights,
-    safe_state_dict,
+    tensors_of,
+    verify_weights,
 )
 
 DEFAULT_ARCH = "ViT-L-14"
@@ -48,12 +52,12 @@ DEFAULT_TAGS = {"ViT-B-32": "laion2b_s34b_b79k", "ViT-B-16": "laion2b_s34b_b88k"
                 "ViT-L-14": "datacomp_xl_s13b_b90k", "ViT-bigG-14": "laion2b_s39b_b160k"}  # dgm-eval's
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-KNOWN_SHA256: dict[str, str] = {}  # arch -> sha256 of the published file, once verified
+PUBLISHED: dict[str, tuple[PublishedFile, ...]] = {}  # arch -> published files whose sha256 a public record states
 
 
 def clip_weights(arch: str) -> PretrainedWeights:
     return PretrainedWeights(what=f"CLIP {arch} weights", env="GENBENCH_CLIP_WEIGHTS",
-                             hub_names=(), known_sha256=KNOWN_SHA256.get(arch, ""))
+                             hub_names=(), known_sha256=next((f.sha256 for f in PUBLISHED.get(arch, ())), ""))
 
 
 def parse_arch(arg: str | None) -> str:
@@ -84,15 +88,7 @@ def preprocess(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def state_dict_of(wf: WeightsFile) -> dict[str, torch.Tensor]:
-    if wf.path.suffix == ".safetensors":
-        from safetensors.torch import load
-
-        try:
-            return load(wf.blob)
-        except Exception as e:  # noqa: BLE001 - any failure means "not a safetensors file"
-            raise UsageError(f"weights file {wf.path} is not a readable safetensors file ({type(e).__name__}); "
-                             "pass open_clip's open_clip_model.safetensors") from None
-    return safe_state_dict(wf)
+    return tensors_of(wf, "pass open_clip's open_clip_model.safetensors")
 
 
 def visual_state_dict(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
@@ -156,7 +152,7 @@ class CLIPFeatures(FeatureExtractor):
         self.model = model.to(self.device).eval()
         self.size = image_size(model.visual)
         self.weights_path, self.weights_source, self.weights_sha256 = weights.path, weights.source, weights.sha256
-        self.standard = weights.sha256 == KNOWN_SHA256.get(arch)
+        self.standard, self.verification = verify_weights(weights.sha256, PUBLISHED.get(arch, ()), f"CLIP {arch}")
 
     def extract(self, x: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
         # [N, 1|3, H, W] uint8 -> {"pool": [N, E]}
@@ -170,7 +166,8 @@ class CLIPFeatures(FeatureExtractor):
         import open_clip
 
         return {**super().identity(), "network": f"open_clip {open_clip.__version__} {self.arch} encode_image",
-                "layers": {POOL: "encode_image (projected, not normalised)"}, "weights_source": self.weights_source}
+                "layers": {POOL: "encode_image (projected, not normalised)"}, "weights_source": self.weights_source,
+                "weights_verification": self.verification}
 
 
 @FEATURES.register("clip", description="open_clip CLIP image embedding (clip[:ViT-L-14]; CMMD's feature space)")

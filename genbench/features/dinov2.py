@@ -20,14 +20,15 @@ factor (16 + 0.1) / 37, no antialiasing; ``interpolate_pos_encoding``). genbench
 same interpolation once when loading (``dinov2_pos_embed``), so the features are those of the
 official model; timm's own loader would resample with antialiasing and differ.
 
-Weights, in order: ``--weights PATH`` (the official ``dinov2_vitl14_pretrain.pth`` or timm's
-state dict of the same network: ``mask_token`` is dropped, ViT-g's ``w12``/``w3`` become
-``fc1``/``fc2``), ``$GENBENCH_DINOV2_WEIGHTS``, the torch hub cache
-(``checkpoints/dinov2_vitl14_pretrain.pth``, where ``torch.hub.load`` puts it), else a
-download of the official file when online (not with GENBENCH_OFFLINE=1). The sha256 of the
-file is recorded. ``KNOWN_SHA256`` lists the published files' hashes that genbench has
-verified; it is empty (no public record of them could be checked offline), so every file is
-marked ``standard=False`` until its hash is added there.
+Weights, in order: ``--weights PATH`` (the official ``dinov2_vitl14_pretrain.pth``, or timm's
+``pytorch_model.bin``/``model.safetensors`` of the same network: ``mask_token`` is dropped, ViT-g's
+``w12``/``w3`` become ``fc1``/``fc2``), ``$GENBENCH_DINOV2_WEIGHTS``, the torch hub cache
+(``checkpoints/dinov2_vitl14_pretrain.pth``, where ``torch.hub.load`` puts it), else a download of
+the official file when online (not with GENBENCH_OFFLINE=1). The sha256 of the file is recorded and
+compared with ``PUBLISHED``, the files whose sha256 a public record states: timm's ViT-B/14 files
+on the Hugging Face hub (their pages show each file's Git LFS sha256). For the official
+``dl.fbaipublicfiles.com`` checkpoints and timm's other sizes no published sha256 was found, so
+those files are recorded as ``unverified`` (``standard=False``) until one is added there.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from genbench.errors import RunFailure, UsageError
 from genbench.features.base import FEATURES, POOL, FeatureExtractor
 from genbench.features.nets import (
     PretrainedWeights,
+    PublishedFile,
     WeightsFile,
     as_rgb_uint8,
     download_allowed,
@@ -51,7 +53,8 @@ from genbench.features.nets import (
     locate_weights,
     missing_weights_error,
     read_weights,
-    safe_state_dict,
+    tensors_of,
+    verify_weights,
 )
 
 ARCHS = {  # dgm-eval's names -> timm's model names
@@ -66,7 +69,17 @@ PATCH = 14
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 POS_OFFSET = 0.1  # DINOv2's interpolate_offset
-KNOWN_SHA256: dict[str, str] = {}  # arch -> sha256 of the published file, once verified
+# arch -> published files whose sha256 a public record states (the Hugging Face file pages show the Git LFS sha256)
+PUBLISHED: dict[str, tuple[PublishedFile, ...]] = {
+    "vitb14": (
+        PublishedFile("timm/vit_base_patch14_dinov2.lvd142m model.safetensors",
+                      "55cbb5d887b336d430e649c277b85a1429e724871f9d02ac16203235886d8c7b",
+                      "https://huggingface.co/timm/vit_base_patch14_dinov2.lvd142m/blob/main/model.safetensors"),
+        PublishedFile("timm/vit_base_patch14_dinov2.lvd142m pytorch_model.bin",
+                      "c8f07b5edc5f37f0ec8205fd8777d8c594281d05fc7abd4569f273ea3838e4d6",
+                      "https://huggingface.co/timm/vit_base_patch14_dinov2.lvd142m/blob/refs%2Fpr%2F4/pytorch_model.bin"),
+    ),
+}
 URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_{arch}/dinov2_{arch}_pretrain.pth"
 
 
@@ -75,7 +88,7 @@ def dinov2_weights(arch: str) -> PretrainedWeights:
         what=f"DINOv2 {arch} weights",
         env="GENBENCH_DINOV2_WEIGHTS",
         hub_names=(f"dinov2_{arch}_pretrain.pth",),
-        known_sha256=KNOWN_SHA256.get(arch, ""),
+        known_sha256=next((f.sha256 for f in PUBLISHED.get(arch, ())), ""),
     )
 
 
@@ -139,7 +152,8 @@ def load_dinov2(arch: str, weights: Path | str | None) -> tuple[torch.nn.Module,
     located = locate_weights(spec, weights)
     wf = read_weights(*located) if located else _download(spec, arch)
     net = timm_dinov2(arch)
-    sd = to_timm_state_dict(safe_state_dict(wf), INPUT_SIZE // PATCH)
+    sd = to_timm_state_dict(tensors_of(wf, f"pass dinov2_{arch}_pretrain.pth or timm's model.safetensors"),
+                            INPUT_SIZE // PATCH)
     try:
         net.load_state_dict(sd, strict=True)
     except RuntimeError as e:
@@ -180,7 +194,7 @@ class DINOv2Features(FeatureExtractor):
         self.weights_path = weights.path
         self.weights_source = weights.source
         self.weights_sha256 = weights.sha256
-        self.standard = weights.sha256 == KNOWN_SHA256.get(arch)
+        self.standard, self.verification = verify_weights(weights.sha256, PUBLISHED.get(arch, ()), f"DINOv2 {arch}")
 
     def extract(self, x: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
         # [N, 1|3, H, W] uint8 -> {"pool": [N, D]}
@@ -198,6 +212,7 @@ class DINOv2Features(FeatureExtractor):
             "network": f"timm {timm.__version__} {ARCHS[self.arch]} (img_size {INPUT_SIZE}, CLS token)",
             "layers": {POOL: "norm(x)[:, 0]"},
             "weights_source": self.weights_source,
+            "weights_verification": self.verification,
         }
 
 

@@ -122,6 +122,39 @@ def safe_state_dict(w: WeightsFile) -> dict[str, torch.Tensor]:
     return sd
 
 
+def tensors_of(w: WeightsFile, hint: str) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, or of a plain PyTorch state dict (``safe_state_dict``)."""
+    if w.path.suffix != ".safetensors":
+        return safe_state_dict(w)
+    from safetensors.torch import load
+
+    try:
+        return load(w.blob)
+    except Exception as e:  # noqa: BLE001 - any failure means "not a safetensors file"
+        raise UsageError(f"weights file {w.path} is not a readable safetensors file ({type(e).__name__}); {hint}") from None
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """A published weights file whose sha256 a public record states."""
+
+    name: str  # "timm/vit_base_patch14_dinov2.lvd142m model.safetensors"
+    sha256: str
+    source: str  # where the sha256 is stated (URL)
+
+
+def verify_weights(sha256: str, published: tuple[PublishedFile, ...], what: str) -> tuple[bool, str]:
+    """(standard, verification): whether a file's sha256 is that of a published file, and one line
+    saying which file, or that the file differs, or that no published sha256 is known to compare with."""
+    for f in published:
+        if sha256 == f.sha256:
+            return True, f"verified: the sha256 of {f.name} as published at {f.source}"
+    if published:
+        return False, (f"non-standard: differs from every published {what} file genbench knows "
+                       f"({', '.join(f.name for f in published)})")
+    return False, f"unverified: no published sha256 of the {what} weights is known to genbench; the file's is recorded"
+
+
 def as_rgb_uint8(x: torch.Tensor, who: str) -> torch.Tensor:
     """Check uint8 N x C x H x W and repeat a grey channel to RGB: [N, 1|3, H, W] -> [N, 3, H, W]."""
     x = check_uint8_images(x, who)

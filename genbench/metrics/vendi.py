@@ -8,8 +8,12 @@ linear kernel, order q = 1.
 the exponential of the Shannon entropy of K's eigenvalues: the effective number of distinct
 samples, between 1 (all identical) and min(n, D). K's non-zero eigenvalues are those of
 X^T X / n (D x D), which is what is diagonalised (as vendi-score's ``score_dual``), in float64.
-It needs no reference set. ``per_class_vendi`` is dgm-eval's per-class variant for labelled
-samples (one score per class; dgm-eval reports their mean).
+It needs no reference set.
+
+``vendi_per_class`` is the per-class variant for labelled data (dgm-eval's per-class Vendi): the
+mean over classes of the Vendi score of each class's samples. The generated side's classes are
+those each sample was asked for (``fake.labels``, kept by the runner for class-conditional
+families, as ``intra_fid`` reads them); each class's score is in ``info`` (``vendi_by_class``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from genbench.metrics.base import METRICS, Metric, MetricOptions, register_key
 
 VENDI = register_key("vendi", True, "Vendi score, q = 1, linear kernel on L2-normalised features (Friedman & Dieng 2023)",
                      bounds=(1.0, None))
+VENDI_PER_CLASS = register_key("vendi_per_class", True, "mean over classes of the Vendi score of each class's samples "
+                               "(q = 1, linear kernel, L2-normalised features)", bounds=(1.0, None))
+FAKE_LABELS = "fake.labels"
 
 
 def vendi_score(x: torch.Tensor) -> float:
@@ -50,8 +57,21 @@ def vendi_compute(fake: torch.Tensor, real: torch.Tensor | None, options: Metric
     return {VENDI.key: vendi_score(fake)}, {}
 
 
+def vendi_per_class_compute(fake: torch.Tensor, real: torch.Tensor | None, options: MetricOptions, extras: dict):
+    per_class = per_class_vendi(fake.cpu(), extras[FAKE_LABELS].long().cpu())
+    value = sum(per_class.values()) / len(per_class)
+    return {VENDI_PER_CLASS.key: value}, {"vendi_classes": len(per_class),
+                                          "vendi_by_class": {str(c): v for c, v in per_class.items()}}
+
+
 METRICS.register(
     "vendi",
     Metric(name="vendi", keys=(VENDI.key,), needs="pool", needs_reference=False, compute=vendi_compute,
            description=VENDI.description, default=False),
+)
+METRICS.register(
+    "vendi_per_class",
+    Metric(name="vendi_per_class", keys=(VENDI_PER_CLASS.key,), needs="pool", needs_reference=False,
+           compute=vendi_per_class_compute, description=VENDI_PER_CLASS.description, default=False,
+           extras=(FAKE_LABELS,)),
 )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -132,6 +133,29 @@ class GenerativeModel(nn.Module, ABC):
         """
         return None
 
+    @classmethod
+    def sampling_options(cls, sampler: str, config: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """Sampling options this family accepts with ``sampler``: name -> one-line meaning (none by default).
+
+        A sampling option is a setting a suite sweeps like steps (``options: {guidance: [0, 1, 2]}``):
+        a classifier-free guidance scale, DDIM's eta, a temperature. It goes into the RunSpec (so into
+        its hash and every table) and reaches ``sample(noise, sampler, steps, **options)``.
+        """
+        return {}
+
+    @classmethod
+    def check_sampling_options(cls, sampler: str, options: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> None:
+        """Raise UsageError (one line) for an option this family does not take with ``sampler``, or a bad
+        value; called for every suite cell before anything runs. Families that check values override
+        this and call it first."""
+        known = cls.sampling_options(sampler, config)
+        for name in options:
+            if name not in known:
+                offer = (f"; it takes {', '.join(sorted(known))}" if known
+                         else "; it takes no sampling options")
+                raise UsageError(f"model family {cls.family!r} with sampler {sampler!r} has no sampling option "
+                                 f"{name!r}{offer}")
+
     @abstractmethod
     def fit(self, data: Samples, budget: TrainBudget, generator: torch.Generator,
             progress: Progress | None = None) -> dict[str, float]:
@@ -139,7 +163,10 @@ class GenerativeModel(nn.Module, ABC):
 
     @abstractmethod
     def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:
-        """Draw ``len(noise)`` samples (data space) and the NFE per sample, counted by wrapping the net."""
+        """Draw ``len(noise)`` samples (data space) and the NFE per sample, counted by wrapping the net.
+
+        A family with sampling options (``sampling_options``) adds them as keyword arguments; the
+        runner passes a spec's options only when it has some."""
 
     def log_likelihood(self, x: torch.Tensor, noise: SeededNoise | None = None) -> torch.Tensor:
         """Log-likelihood (or its bound) in nats per example at ``x`` on the data scale.
@@ -157,6 +184,18 @@ class GenerativeModel(nn.Module, ABC):
     def device(self) -> torch.device:
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+
+TEMPERATURE = "temperature"
+
+
+def check_positive_option(family: str, name: str, options: Mapping[str, Any]) -> None:
+    """One line unless ``options[name]`` (when given) is a positive number (a temperature, a scale)."""
+    if name in options:
+        v = options[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
+            raise UsageError(f"{family}'s sampling option {name!r} must be a positive number, e.g. {name}: [0.7, 1.0]; "
+                             f"got {v!r}")
 
 
 def likelihood_noise(n: int, seed: int = 0) -> SeededNoise:

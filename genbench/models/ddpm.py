@@ -16,7 +16,10 @@ hurt: FID 195 vs 161 (ancestral, 50 steps) and 457 vs 67 (DDIM, 50 steps), domai
 1000 samples. The scheduler settings ``vp`` samplers read (``scheduler_config``) are the model's own.
 ``diffusion`` samplers walk ``sigma_schedule`` (default
 ``karras``, rho = 7) from sigma(T-1) to sigma(0). Default steps: 1000 for ancestral and
-Euler-Maruyama, 50 for DDIM-like, EDM's counts for the sigma-form samplers.
+Euler-Maruyama, 50 for DDIM-like, EDM's counts for the sigma-form samplers. Sampling options
+(``sampling_options``, swept by suites like steps): ``eta`` with ``ddim`` (default 0; 1 is the ancestral
+step with the posterior variance) and ``timestep_spacing`` with every ``vp`` sampler (default the config's).
+``ddpm_cfg`` (``genbench.models.ddpm_cfg``) is this family with classes and classifier-free guidance.
 
 Likelihood (``likelihood``): ``vlb`` (default), Ho et al.'s variational bound L_T + sum_t L_{t-1} + L_0
 (Eq. 5) with reverse variances sigma_t^2 = beta_t and, on images, the discretised Gaussian decoder
@@ -31,6 +34,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -45,9 +49,10 @@ from genbench.models.nets.mlp import TimeConditionedMLP
 from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
 from genbench.models.nets.unet import UNet
 from genbench.registry import check_choice
-from genbench.samplers.base import SAMPLERS
+from genbench.samplers.base import SAMPLERS, CountingDenoiser
 from genbench.samplers.ode import pf_ode_log_likelihood
 from genbench.samplers.vp import (
+    SPACINGS,
     VP_KIND,
     VPDenoiser,
     VPSchedule,
@@ -67,6 +72,7 @@ LIKELIHOODS = ("vlb", "ode")
 FULL_CHAIN = ("ddpm", "ddpm_beta", "euler_maruyama")
 DEFAULT_STEPS = {"heun": 18, "dpmpp_2m": 20,
                  "dpm_solver_2": 10, "dpm_solver_3": 7, "adaptive_sde": 8}
+DPMPP_SPACINGS = ("linspace", "leading", "trailing")  # the spacings dpmpp_2m_discrete walks (diffusers' three)
 HALF_BIN = 1.0 / 255.0  # half the width of an 8-bit bin on [-1, 1]
 
 
@@ -143,21 +149,26 @@ class DDPM(GenerativeModel):
         c = self.config
         # the embedding sees 1000 t / T, so T = 1000 embeds t itself (Ho et al.)
         t_scale = 1000.0 / self.vp_schedule.T
+        # a class-conditional variant (ddpm_cfg) embeds C classes and the null class
+        k = int(self.num_classes or 0) if self.conditional else 0
         if self.kind == "mlp":
             d = math.prod(self.data_shape)
             return TimeConditionedMLP(d, d, hidden=c["width"] or 256, depth=c["depth"] or 4, emb_dim=c["emb_dim"],
-                                      t_scale=t_scale, dropout=c["dropout"])
+                                      t_scale=t_scale, dropout=c["dropout"], num_classes=k)
         return UNet(self.data_shape[0], channels=c["width"] or 64, channel_mult=tuple(c["channel_mult"]),
                     num_res_blocks=c["depth"] or 2, attn_levels=(len(c["channel_mult"]) - 1,), t_scale=t_scale,
-                    dropout=c["dropout"])
+                    dropout=c["dropout"], num_classes=k)
 
-    def model_output(self, x_t: torch.Tensor, t: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
-        """The raw prediction (eps or v) at x_t [N, *data_shape] and timesteps t [N], with the EMA net unless ``net``."""
+    def model_output(self, x_t: torch.Tensor, t: torch.Tensor, net: nn.Module | None = None,
+                     y: torch.Tensor | None = None) -> torch.Tensor:
+        """The raw prediction (eps or v) at x_t [N, *data_shape] and timesteps t [N], with the EMA net unless ``net``;
+        ``y`` [N]: class labels of a class-conditional variant (the null class C, or None, for the unconditional pass)."""
         net = net if net is not None else self.ema_net
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).reshape(-1).expand(x_t.shape[0])
+        labels = () if y is None else (y,)
         if self.kind == "mlp":
-            return net(x_t.reshape(x_t.shape[0], -1), t).reshape(x_t.shape)
-        return net(x_t, t)
+            return net(x_t.reshape(x_t.shape[0], -1), t, *labels).reshape(x_t.shape)
+        return net(x_t, t, *labels)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """D(x; sigma) in EDM form (x = x_0 + sigma eps), the denoiser every ``diffusion`` sampler takes."""
@@ -179,8 +190,9 @@ class DDPM(GenerativeModel):
 
         return train_with_adam(self.net, loss, x, budget, generator, progress, self.ema_net)
 
-    def simple_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Ho et al. Algorithm 1: E_{t, eps} ||target - net(sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, t)||^2, mean over dims."""
+    def simple_loss(self, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Ho et al. Algorithm 1: E_{t, eps} ||target - net(sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, t)||^2, mean over dims
+        (``y``: the labels of a class-conditional variant, some already dropped to the null class)."""
         if self.modality == IMAGES and self.config["dequantize"]:
             x0 = dequantise_images(x0, generator)
         t = torch.randint(0, self.vp_schedule.T, (x0.shape[0],), generator=generator)
@@ -188,7 +200,9 @@ class DDPM(GenerativeModel):
         alpha_bar = self.vp_schedule.alphas_cumprod[t]
         x_t = _rows(alpha_bar.sqrt(), x0) * x0 + _rows((1 - alpha_bar).sqrt(), x0) * eps
         target = eps_x0_to_output(eps, x0, alpha_bar.to(x0.device), self.prediction_type)
-        return ((self.model_output(x_t, t.to(x0.device), net=self.net) - target) ** 2).mean()
+        return ((self.model_output(x_t, t.to(x0.device), net=self.net, y=y) - target) ** 2).mean()
+
+    training_loss = simple_loss  # the loss a class-conditional variant's fit calls (genbench.models.guidance)
 
     # -- sampling ------------------------------------------------------------------------------
 
@@ -206,20 +220,58 @@ class DDPM(GenerativeModel):
             return int((config or {}).get("num_train_timesteps", 1000))
         return DEFAULT_STEPS.get(sampler, 50 if entry.kind == VP_KIND else 32)
 
+    @classmethod
+    def sampling_options(cls, sampler: str, config: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """``eta`` with ``ddim``; ``timestep_spacing`` with every ``vp`` sampler (sigma-form ones walk ``sigma_schedule``)."""
+        options = {}
+        if sampler == "ddim":
+            options["eta"] = "DDIM's eta in [0, 1] (Song et al. 2021, Eq. 16): 0 deterministic (default), 1 DDPM's posterior variance"
+        if sampler in SAMPLERS and SAMPLERS.get(sampler).kind == VP_KIND:
+            options["timestep_spacing"] = (f"respacing of the train timesteps: {', '.join(SPACINGS)} (default: the model's "
+                                           "timestep_spacing config, trailing)")
+        return options
+
+    @classmethod
+    def check_sampling_options(cls, sampler: str, options: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> None:
+        """Names from ``sampling_options``; eta a number in [0, 1]; a spacing the sampler can walk."""
+        super().check_sampling_options(sampler, options, config)
+        eta = options.get("eta", 0.0)
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
+            raise UsageError(f"DDIM's eta must be a number in [0, 1], got {eta!r}; 0 is deterministic DDIM, 1 is DDPM's variance")
+        if "timestep_spacing" in options:
+            spacings = DPMPP_SPACINGS if sampler == "dpmpp_2m_discrete" else SPACINGS
+            check_choice(options["timestep_spacing"], list(spacings), f"timestep spacing of the {sampler} sampler")
+
+    def prediction(self, noise: SeededNoise, options: Mapping[str, Any]) -> Any:
+        """The raw prediction (x_t, t) -> eps or v the sampler walks, counting network passes in ``calls``.
+        A class-conditional variant returns its guided prediction, which counts both passes."""
+        return CountingDenoiser(self.model_output)
+
     @torch.no_grad()
-    def sample(self, noise: SeededNoise, sampler: str = "ddpm", steps: int | None = None) -> tuple[torch.Tensor, float]:
-        """x_T = noise (vp samplers) or sigma_max * noise (sigma-form samplers); NFE = network calls per sample."""
-        check_choice(sampler, self.supported_samplers(), "sampler for the ddpm family")
+    def sample(self, noise: SeededNoise, sampler: str = "ddpm", steps: int | None = None,
+               **options: Any) -> tuple[torch.Tensor, float]:
+        """x_T = noise (vp samplers) or sigma_max * noise (sigma-form samplers); NFE = network calls per sample.
+
+        ``options`` (``sampling_options``): ``eta`` for ddim, ``timestep_spacing`` for vp samplers (``guidance`` for
+        the class-conditional variant)."""
+        check_choice(sampler, self.supported_samplers(), f"sampler for the {self.family} family")
+        self.check_sampling_options(sampler, options, self.config)
         default = self.default_steps(sampler, self.config)
         steps = 2 if default is None else (steps if steps is not None else default)
         self.eval()
         c = self.config
         clip = 1.0 if self.modality == IMAGES and c["clip_denoised"] else None
-        x, nfe = sample_vp_model(self, noise, sampler, steps, self.data_shape, self.device, c["timestep_spacing"],
-                                 0, c["sigma_schedule"], c["rho"], clip_x0=clip)
+        spacing = options.get("timestep_spacing", c["timestep_spacing"])
+        output = self.prediction(noise, options)
+        # the model as the sampler sees it: this prediction and these scheduler settings
+        view = SimpleNamespace(vp_schedule=self.vp_schedule, prediction_type=self.prediction_type, model_output=output,
+                               scheduler_config={**self.scheduler_config, "timestep_spacing": spacing})
+        fn_options = {"eta": float(options["eta"])} if "eta" in options else {}
+        x, _ = sample_vp_model(view, noise, sampler, steps, self.data_shape, self.device, spacing,
+                               0, c["sigma_schedule"], c["rho"], clip_x0=clip, sampler_options=fn_options)
         if self.modality == IMAGES:
             x = x.clamp(-1.0, 1.0)
-        return x, nfe
+        return x, float(output.calls)
 
     # -- likelihood ----------------------------------------------------------------------------
 

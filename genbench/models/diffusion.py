@@ -48,6 +48,7 @@ from genbench.seeding import SeededNoise
 
 EDM_SIGMA_DATA = 0.5  # the data scale EDM's sigma_min, sigma_max and P_mean were chosen for
 DEFAULT_STEPS = {"euler": 32, "euler_ancestral": 32, "heun": 18, "edm_stochastic": 32, "dpmpp_2m": 20, "ode": None}
+DEFAULT_SAMPLER = "heun"  # EDM's deterministic sampler (Karras et al. 2022, Algorithm 1) at its 18 steps
 NETS = ("auto", "mlp", "unet")
 MLP_MAX_PIXELS = 64  # "auto" uses the MLP for images of at most this many pixels per channel
 
@@ -115,24 +116,31 @@ class EDMDiffusion(GenerativeModel):
 
     def _build_net(self) -> nn.Module:
         c = self.config
+        # a class-conditional variant (diffusion_cfg) embeds C classes and the null class
+        k = int(self.num_classes or 0) if self.conditional else 0
         if self.kind == "mlp":
             d = math.prod(self.data_shape)
             return TimeConditionedMLP(d, d, hidden=c["width"] or 256, depth=c["depth"] or 4, emb_dim=c["emb_dim"],
-                                      dropout=c["dropout"])
+                                      dropout=c["dropout"], num_classes=k)
         return UNet(self.data_shape[0], channels=c["width"] or 64, channel_mult=tuple(c["channel_mult"]),
-                    num_res_blocks=c["depth"] or 2, attn_levels=(len(c["channel_mult"]) - 1,), dropout=c["dropout"])
+                    num_res_blocks=c["depth"] or 2, attn_levels=(len(c["channel_mult"]) - 1,), dropout=c["dropout"],
+                    num_classes=k)
 
-    def _net_output(self, net: nn.Module, x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
-        """F(c_in x; c_noise) in x's shape (the MLP sees flattened examples)."""
+    def _net_output(self, net: nn.Module, x_in: torch.Tensor, c_noise: torch.Tensor,
+                    y: torch.Tensor | None = None) -> torch.Tensor:
+        """F(c_in x; c_noise[, y]) in x's shape (the MLP sees flattened examples)."""
+        labels = () if y is None else (y,)
         if self.kind == "mlp":
-            return net(x_in.reshape(x_in.shape[0], -1), c_noise).reshape(x_in.shape)
-        return net(x_in, c_noise)
+            return net(x_in.reshape(x_in.shape[0], -1), c_noise, *labels).reshape(x_in.shape)
+        return net(x_in, c_noise, *labels)
 
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
-        """D(x; sigma) for x [N, *data_shape] and sigma [N] (or a scalar), with the EMA net unless ``net`` is given."""
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, net: nn.Module | None = None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """D(x; sigma) for x [N, *data_shape] and sigma [N] (or a scalar), with the EMA net unless ``net`` is given;
+        ``y`` [N]: class labels of a class-conditional variant (the null class C, or None, for the unconditional pass)."""
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
         c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, self.sigma_data)
-        out = self._net_output(net if net is not None else self.ema_net, _rows(c_in, x) * x, c_noise)
+        out = self._net_output(net if net is not None else self.ema_net, _rows(c_in, x) * x, c_noise, y)
         return _rows(c_skip, x) * x + _rows(c_out, x) * out
 
     sample_quantisation = SAMPLE_QUANTISATION_BY_DEQUANTIZE  # floor after dequantised training
@@ -151,23 +159,27 @@ class EDMDiffusion(GenerativeModel):
 
         return train_with_adam(self.net, loss, x, budget, generator, progress, self.ema_net)
 
-    def denoising_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """EDM loss E[lambda(sigma) ||D(x0 + sigma n; sigma) - x0||^2], mean over dimensions and batch."""
+    def denoising_loss(self, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None) -> torch.Tensor:
+        """EDM loss E[lambda(sigma) ||D(x0 + sigma n; sigma) - x0||^2], mean over dimensions and batch (``y``: the
+        labels of a class-conditional variant, some already dropped to the null class)."""
         if self.modality == IMAGES and self.config["dequantize"]:
             x0 = dequantise_images(x0, generator)
         # ln sigma ~ N(P_mean + ln(sigma_data / 0.5), P_std^2): [B]
         p_mean = self.config["p_mean"] + math.log(self.sigma_data / EDM_SIGMA_DATA)
         sigma = torch.exp(p_mean + self.config["p_std"] * torch.randn(x0.shape[0], generator=generator)).to(x0.device)
         n = torch.randn(x0.shape, generator=generator).to(x0.device)
-        denoised = self.denoise(x0 + _rows(sigma, x0) * n, sigma, net=self.net)
+        denoised = self.denoise(x0 + _rows(sigma, x0) * n, sigma, net=self.net, y=y)
         weight = _rows(edm_loss_weight(sigma, self.sigma_data), x0)
         return (weight * (denoised - x0) ** 2).mean()
+
+    training_loss = denoising_loss  # the loss a class-conditional variant's fit calls (genbench.models.guidance)
 
     # -- sampling ------------------------------------------------------------------------------
 
     @classmethod
     def supported_samplers(cls) -> list[str]:
-        return samplers_of_kind("diffusion")
+        """Every diffusion sampler, EDM's Heun first: the one a suite or ``genbench sample`` uses when none is named."""
+        return sorted(samplers_of_kind("diffusion"), key=lambda name: name != DEFAULT_SAMPLER)
 
     @classmethod
     def default_steps(cls, sampler: str, config: Mapping[str, Any] | None = None) -> int | None:
@@ -180,10 +192,18 @@ class EDMDiffusion(GenerativeModel):
         c = self.config
         return build_sigmas(c["schedule"], steps, self.sigma_min, self.sigma_max, c["rho"])
 
+    def denoiser(self, noise: SeededNoise, options: Mapping[str, Any]) -> Any:
+        """The denoiser D(x; sigma) the sampler walks, counting network passes in ``calls``: the EMA net's D.
+        A class-conditional variant returns its guided denoiser, which counts both passes."""
+        return CountingDenoiser(self.denoise)
+
     @torch.no_grad()
-    def sample(self, noise: SeededNoise, sampler: str = "heun", steps: int | None = None) -> tuple[torch.Tensor, float]:
-        """x_T = sigma_max * noise, then the named sampler over the schedule; NFE = denoiser calls per sample."""
-        check_choice(sampler, self.supported_samplers(), "sampler for the diffusion family")
+    def sample(self, noise: SeededNoise, sampler: str = "heun", steps: int | None = None,
+               **options: Any) -> tuple[torch.Tensor, float]:
+        """x_T = sigma_max * noise, then the named sampler over the schedule; NFE = network passes per sample.
+        ``options``: ``sampling_options`` (``guidance`` for the class-conditional variant)."""
+        check_choice(sampler, self.supported_samplers(), f"sampler for the {self.family} family")
+        self.check_sampling_options(sampler, options, self.config)
         if self.default_steps(sampler, self.config) is None:
             steps = 2  # a sampler without steps (``ode``) only reads the schedule's ends
         elif steps is None:
@@ -191,11 +211,11 @@ class EDMDiffusion(GenerativeModel):
         sigmas = self.sigmas(steps).to(self.device)
         self.eval()
         x = float(sigmas[0]) * noise.randn(*self.data_shape).to(self.device)
-        counted = CountingDenoiser(self.denoise)
-        x = SAMPLERS.get(sampler).fn(counted, x, sigmas, noise)
+        denoiser = self.denoiser(noise, options)
+        x = SAMPLERS.get(sampler).fn(denoiser, x, sigmas, noise)
         if self.modality == IMAGES:
             x = x.clamp(-1.0, 1.0)
-        return x, float(counted.calls)
+        return x, float(denoiser.calls)
 
     # -- likelihood ----------------------------------------------------------------------------
 

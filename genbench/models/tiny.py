@@ -11,7 +11,7 @@ import math
 import torch
 
 from genbench.data.base import ROUND, Samples
-from genbench.models.base import MODELS, NATIVE, GenerativeModel, Progress, TrainBudget
+from genbench.models.base import MODELS, NATIVE, TEMPERATURE, GenerativeModel, Progress, TrainBudget, check_positive_option
 from genbench.registry import check_choice
 from genbench.seeding import SeededNoise
 
@@ -41,11 +41,22 @@ class TinyGaussian(GenerativeModel):
             progress(1, 1)
         return {"nll": float(-self.log_likelihood(data.x.to(self.device)).mean())}
 
-    def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:
+    @classmethod
+    def sampling_options(cls, sampler, config=None) -> dict[str, str]:
+        return {TEMPERATURE: "scale T of the latent: x = mu + T L z (1: the fitted Gaussian)"}
+
+    @classmethod
+    def check_sampling_options(cls, sampler, options, config=None) -> None:
+        super().check_sampling_options(sampler, options, config)
+        check_positive_option(cls.family, TEMPERATURE, options)
+
+    def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None,
+               temperature: float = 1.0) -> tuple[torch.Tensor, float]:
         check_choice(sampler, self.supported_samplers(), "sampler for the tiny family")
+        self.check_sampling_options(sampler, {TEMPERATURE: temperature})
         d = self.mean.numel()
-        z = noise.randn(d).to(self.mean.device)
-        # [N, D] = mu + L z
+        z = temperature * noise.randn(d).to(self.mean.device)
+        # [N, D] = mu + T L z
         x = self.mean + z @ self.scale_tril.T
         if self.modality == "images":
             x = x.clamp(-1, 1)

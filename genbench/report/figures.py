@@ -10,7 +10,9 @@ Per table (dataset x feature space):
 * ``<slug>-samples-<model>-<sampler>-<steps>.png``: the samples a run kept per spec
   (``ResultsStore.previews``: 64 images as uint8, or 2,000 points as a scatter);
 * a Pareto table: the rows no other row beats in both quality and cost, for cost = NFE and
-  cost = seconds per 1,000 samples.
+  cost = seconds per 1,000 samples;
+* ``<slug>-sweep-<option>.png``: every quality metric against a swept numeric sampling option
+  (``genbench.report.sweeps``).
 
 matplotlib draws with the Agg backend (no display needed); files are written atomically.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genbench.cache import atomic_write_bytes
+from genbench.spec import options_label
 
 if TYPE_CHECKING:
     from genbench.report.leaderboard import Row
@@ -63,7 +66,7 @@ def pareto_table(rows: list["Row"], quality: str) -> list[str]:
              "|---|---|---|---:|---:|---:|:---:|:---:|"]
     for r in sorted(on, key=lambda r: (r.value("nfe") or 0.0, r.model, r.sampler)):
         marks = ["✓" if id(r) in fronts[c] else "" for c, _ in COSTS]
-        lines.append(f"| {r.model} | {r.sampler} | {fmt(r.steps)} | {fmt(r.value(quality))} | {fmt(r.value('nfe'))} | "
+        lines.append(f"| {r.model} | {r.sampler_label} | {fmt(r.steps)} | {fmt(r.value(quality))} | {fmt(r.value('nfe'))} | "
                      f"{fmt(r.value('sample_s_per_1k'))} | {marks[0]} | {marks[1]} |")
     return lines + [""]
 
@@ -94,7 +97,7 @@ def quality_nfe_figure(rows: list["Row"], quality: str, path: Path, title: str) 
     for r in rows:
         q, n = r.value(quality), r.value("nfe")
         if q is not None and n is not None and n > 0:
-            lines.setdefault((r.model, r.sampler), []).append((n, q, r.seed_std.get(quality, 0.0)))
+            lines.setdefault((r.model, r.sampler_label), []).append((n, q, r.seed_std.get(quality, 0.0)))
     if len({n for pts in lines.values() for n, _, _ in pts}) < 2:
         return False
     plt = _pyplot()
@@ -125,7 +128,7 @@ def precision_recall_figure(rows: list["Row"], path: Path, title: str) -> bool:
         ax.scatter([q], [p], s=22)
         steps = f"@{r.steps}" if r.steps is not None else ""
         # labels of nearby points are staggered vertically so they stay readable
-        ax.annotate(f"{r.model}/{r.sampler}{steps}", (q, p), fontsize=6, xytext=(4, 3 - 8 * (i % 3)), textcoords="offset points")
+        ax.annotate(f"{r.model}/{r.sampler}{steps}{options_label(r.options)}", (q, p), fontsize=6, xytext=(4, 3 - 8 * (i % 3)), textcoords="offset points")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("recall ↑")
@@ -164,13 +167,15 @@ def sample_grid_figure(samples, path: Path, title: str) -> None:
 def sample_grids(rows: list["Row"], folder: Path, slug: str, previews: dict) -> list[str]:
     """One sample figure per row with kept samples (per model, and per sampler and steps); Markdown images."""
     links = []
-    for r in sorted(rows, key=lambda r: (r.model, r.sampler, r.steps or 0)):
+    for r in sorted(rows, key=lambda r: (r.model, r.sampler, r.steps or 0, sorted(map(str, r.options.items())))):
         samples = previews.get(r.key)
         if samples is None or samples.ndim not in (2, 4) or (samples.ndim == 2 and samples.shape[1] != 2):
             continue
         steps = f"-{r.steps}" if r.steps is not None else ""
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{slug}-samples-{r.model}-{r.sampler}{steps}") + ".png"
-        what = f"{r.model} / {r.sampler}" + (f" @ {r.steps}" if r.steps is not None else "") + f" (seed {r.seeds[0]})"
+        opts = "".join(f"-{k}{v}" for k, v in r.options.items())
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{slug}-samples-{r.model}-{r.sampler}{steps}{opts}") + ".png"
+        what = (f"{r.model} / {r.sampler}" + (f" @ {r.steps}" if r.steps is not None else "") + options_label(r.options)
+                + f" (seed {r.seeds[0]})")
         sample_grid_figure(samples, folder / name, what)
         links.append(f"![{what}]({folder.name}/{name})")
     return links
@@ -191,6 +196,11 @@ def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points
     png = folder / f"{slug}-precision-recall.png"
     if precision_recall_figure(rows, png, title):
         out["precision-recall"] = f"![precision against recall]({folder.name}/{png.name})"
+    from genbench.report.sweeps import sweep_figures
+
+    swept = sweep_figures(rows, folder, slug, title)  # metrics against each swept numeric sampling option
+    if swept:
+        out["sweeps"] = "\n".join(swept)
     grids = sample_grids(rows, folder, slug, previews or {})
     if grids:
         out["samples"] = "\n".join(["<details><summary>Samples (the first of each row's first seed)</summary>", "",

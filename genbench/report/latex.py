@@ -15,6 +15,7 @@ import math
 import pandas as pd
 
 from genbench.report.tables import SEED_STD_SUFFIX, aggregate_seeds
+from genbench.spec import frame_options, options_label
 
 SPEC = ["model", "sampler", "steps"]
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -88,7 +89,7 @@ def group_to_latex(df: pd.DataFrame, caption: str, several: bool) -> str:
              " & ".join(heads) + r" \\", r"\midrule"]
     for _, row in df.iterrows():
         steps = "--" if not _present(row.get("steps")) else str(int(row["steps"]))
-        cells = [escape(row["model"]), escape(row["sampler"]), steps]
+        cells = [escape(row["model"]), escape(row["sampler"] + options_label(frame_options(row.get("options")))), steps]
         if several:
             cells.append(str(int(row["n_seeds"])))
         cells += [latex_cell(row, c, several, c in best and _present(row.get(c)) and float(row[c]) == best[c]) for c in cols]

@@ -1,4 +1,10 @@
-"""Markdown leaderboards: one table per dataset and feature space, written from the store.
+"""Markdown leaderboards: one table per dataset, one column group per feature space, written from the store.
+
+The records of one configuration evaluated in several feature spaces (a suite's ``features: [auto,
+dinov2, clip]``: the same samples) are one row, with a column group per space (``fid``, ...,
+``fd_dinov2``, ..., ``cmmd_clip``) and the model's own columns (likelihood, NFE, time) once. Spaces
+whose keys would share a column (Inception and a domain classifier both report ``fid``) get tables
+of their own: a column never mixes feature spaces.
 
 Each table has a column per metric with the arrow from the metric's own higher-is-better flag,
 the best value of each column in bold, and rows sorted by a metric that fits the data
@@ -15,21 +21,23 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
 from genbench.cache import UnwritableError, WriteFailure, atomic_write_bytes, content_key
-from genbench.spec import OK, Record, record_warnings
+from genbench.spec import OK, Record, frame_options, options_label, record_warnings
 
 COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "cmmd", "vendi",
-                "authpct", "nn_ratio", "intra_fid", "class_consistency", "modes_captured", "high_quality", "mode_kl",
-                "bpd", "nll", "nfe", "sample_s_per_1k", "train_s")
+                "vendi_per_class", "authpct", "nn_ratio", "intra_fid", "class_consistency", "modes_captured", "high_quality",
+                "mode_kl", "bpd", "nll", "nfe", "sample_s_per_1k", "train_s")
 PAIRED_STD = {"kid_mean": "kid_std", "is_mean": "is_std"}
 HIDDEN = set(PAIRED_STD.values())
 LIKELIHOOD_KEYS = ("bpd", "nll")
+# what a row reports of the model and its one sampling pass, in no feature space (shown once per row)
+MODEL_KEYS = frozenset({*LIKELIHOOD_KEYS, "nfe", "sample_s_per_1k", "train_s"})
 SPEC_HEAD = ["model", "family", "sampler", "steps"]
 SUPERSCRIPT = str.maketrans("0123456789,", "⁰¹²³⁴⁵⁶⁷⁸⁹˒")
 # warnings the leaderboard states itself, in one wording per kind (so one footnote serves every row)
@@ -96,6 +104,14 @@ class Row:
     key: str = ""  # the record's key (the first seed's, for an aggregated row)
     ci_method: str | None = None  # how the intervals were made (None: the percentile bootstrap of older stores)
     members: list["Row"] = field(default_factory=list)  # the per-seed rows of an aggregated row
+    key_space: dict[str, str] = field(default_factory=dict)  # feature metric key -> its space (several spaces)
+    knn_k: dict[str, int] = field(default_factory=dict)  # {"prc_k": 3, "dc_k": 5}: the k each k-NN pair used
+    options: dict[str, Any] = field(default_factory=dict)  # the spec's sampling options (guidance, eta, ...)
+
+    @property
+    def sampler_label(self) -> str:
+        """The sampler with its sampling options, as tables show it: ``ddim [guidance=2]``."""
+        return self.sampler + options_label(self.options)
 
     def value(self, key: str) -> float | None:
         v = self.metrics.get(key)
@@ -116,7 +132,30 @@ def row_of_record(rec: Record) -> Row:
                {k: v for k, v in rec.metrics.items() if _is_number(v)}, ci=dict(rec.ci), warnings=warnings,
                n_fake=p.get("n_fake"), n_real=p.get("n_real"), kid_subset_size=rec.info.get("kid_subset_size"),
                likelihood_kind=rec.info.get("likelihood_kind"), label=s.label(), nll_true=rec.info.get("nll_true_density"),
-               key=rec.key, ci_method=rec.info.get("ci_method"))
+               key=rec.key, ci_method=rec.info.get("ci_method"), options=dict(s.options),
+               key_space={k: feature_space(rec) for k in rec.metrics if k not in MODEL_KEYS},
+               knn_k={k: int(rec.info[k]) for k in ("prc_k", "dc_k") if isinstance(rec.info.get(k), int)})
+
+
+def merge_rows(rows: list[Row]) -> Row:
+    """One row from one seed of a configuration in several feature spaces: each space's metrics, and the
+    model's own (likelihood, NFE, time: one sampling pass) once, from the first space."""
+    if len(rows) == 1:
+        return rows[0]
+    first = rows[0]
+    metrics, ci, key_space = {}, {}, {}
+    for r in rows:
+        for k, v in r.metrics.items():
+            metrics.setdefault(k, v)
+        for k, sp in r.key_space.items():
+            key_space.setdefault(k, sp)
+        ci.update({k: v for k, v in r.ci.items() if k not in first.ci})
+    ci.update(first.ci)
+    return replace(first, space=" + ".join(dict.fromkeys(r.space for r in rows)), metrics=metrics, ci=ci,
+                   warnings=list(dict.fromkeys(w for r in rows for w in r.warnings)), key_space=key_space,
+                   kid_subset_size=next((r.kid_subset_size for r in rows if r.kid_subset_size is not None), None),
+                   likelihood_kind=next((r.likelihood_kind for r in rows if r.likelihood_kind), None),
+                   knn_k={k: v for r in reversed(rows) for k, v in r.knn_k.items()})
 
 
 def rows_of_frame(df: pd.DataFrame) -> list[Row]:
@@ -135,13 +174,15 @@ def rows_of_frame(df: pd.DataFrame) -> list[Row]:
         text = r.get("warnings")
         warnings = [w for w in str(text).split(WARNING_SEPARATOR) if w] if isinstance(text, str) else []
         steps = None if pd.isna(r["steps"]) else int(r["steps"])
-        label = f"{r['dataset']} | {r['model']} | {r['sampler']}{'@' + str(steps) if steps is not None else ''} | seed {r['seed']}"
+        options = frame_options(r.get("options"))
+        label = (f"{r['dataset']} | {r['model']} | {r['sampler']}{'@' + str(steps) if steps is not None else ''}"
+                 f"{options_label(options)} | seed {r['seed']}")
         sha = _str(r.get("weights_sha256"))
         space = f"{r.get('features')} (weights {sha[:12]})" if sha else str(r.get("features"))
         rows.append(Row(r["dataset"], space, r["model"], r["family"], r["sampler"], steps, [int(r["seed"])],
                         metrics, ci=ci, warnings=warnings, n_fake=_int(r.get("n_fake")), n_real=_int(r.get("n_real")),
                         kid_subset_size=_int(r.get("kid_subset_size")), likelihood_kind=_str(r.get("likelihood_kind")),
-                        label=label))
+                        label=label, options=options))
     return rows
 
 
@@ -158,7 +199,8 @@ def _str(v: Any) -> str | None:
 
 
 def _config_key(rec: Record) -> str:
-    return content_key({k: v for k, v in rec.spec.to_dict().items() if k not in ("seed", "suite")})
+    """A row's configuration: the spec but its seed, suite, and the feature space it was evaluated in."""
+    return content_key({k: v for k, v in rec.spec.to_dict().items() if k not in ("seed", "suite", "features", "metrics")})
 
 
 def aggregate_rows(rows: list[Row]) -> Row:
@@ -178,19 +220,57 @@ def aggregate_rows(rows: list[Row]) -> Row:
     return Row(first.dataset, first.space, first.model, first.family, first.sampler, first.steps,
                sorted(s for r in rows for s in r.seeds), mean, std, {}, warnings, first.n_fake, first.n_real,
                first.kid_subset_size, first.likelihood_kind, first.label, first.nll_true, first.key,
-               members=sorted(rows, key=lambda r: r.seeds))
+               members=sorted(rows, key=lambda r: r.seeds), key_space={k: v for r in rows for k, v in r.key_space.items()},
+               knn_k={k: v for r in rows for k, v in r.knn_k.items()}, options=first.options)
 
 
 def table_groups(records: list[Record]) -> dict[tuple[str, str], list[Row]]:
-    """(dataset, feature space) -> rows; the ok records of one configuration over seeds make one row."""
-    by_config: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    """(dataset, feature spaces) -> rows. The ok records of one configuration and seed, one per feature
+    space, make one row (``merge_rows``); its seeds make one aggregated row. A dataset's spaces share a
+    table unless their keys collide (``space_tables``); the table's name joins its spaces with " + "."""
+    ok = [rec for rec in records if rec.status == OK]
+    table_of = space_tables(ok)
+    cells: dict[tuple[str, int, str, int], dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    for rec in ok:
+        ds, space = rec.spec.dataset, feature_space(rec)
+        cells[(ds, table_of[(ds, space)], _config_key(rec), rec.spec.seed)][space].append(rec)
+    by_config: dict[tuple[str, int, str], list[Row]] = defaultdict(list)
+    for (ds, table, config, _), per_space in cells.items():
+        by_config[(ds, table, config)].append(merge_rows([_row_of_records(rs) for rs in per_space.values()]))
+    groups: dict[tuple[str, int], list[Row]] = defaultdict(list)
+    for (ds, table, _), rows in by_config.items():
+        groups[(ds, table)].append(aggregate_rows(rows))
+    names = {key: " + ".join(dict.fromkeys(sp for r in rows for sp in r.space.split(" + "))) for key, rows in groups.items()}
+    return dict(sorted(((ds, names[(ds, t)]), rows) for (ds, t), rows in groups.items()))
+
+
+def _row_of_records(recs: list[Record]) -> Row:
+    """One space's row of a configuration and seed; records with other metric lists (same samples) add their keys."""
+    row = row_of_record(recs[0])
+    for rec in recs[1:]:
+        other = row_of_record(rec)
+        row.metrics = {**other.metrics, **row.metrics}
+        row.ci = {**other.ci, **row.ci}
+    return row
+
+
+def space_tables(records: list[Record]) -> dict[tuple[str, str], int]:
+    """(dataset, feature space) -> the index of its table among the dataset's: each space joins the first
+    table none of whose spaces report one of its keys (``fid`` of Inception and of a domain classifier),
+    in order of first appearance."""
+    keys: dict[tuple[str, str], set[str]] = defaultdict(set)
     for rec in records:
-        if rec.status == OK:
-            by_config[(rec.spec.dataset, feature_space(rec), _config_key(rec))].append(row_of_record(rec))
-    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for (ds, space, _), rows in by_config.items():
-        groups[(ds, space)].append(aggregate_rows(rows))
-    return dict(sorted(groups.items()))
+        keys[(rec.spec.dataset, feature_space(rec))] |= {k for k in rec.metrics if k not in MODEL_KEYS}
+    tables: dict[str, list[set[str]]] = defaultdict(list)
+    out = {}
+    for (ds, space), ks in keys.items():
+        taken = tables[ds]
+        i = next((i for i, t in enumerate(taken) if not t & ks), len(taken))
+        if i == len(taken):
+            taken.append(set())
+        taken[i] |= ks
+        out[(ds, space)] = i
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,13 +363,34 @@ def collect_warnings(records_or_df: Iterable[Record] | pd.DataFrame, max_labels:
 
 
 def metric_columns(rows: list[Row]) -> list[str]:
-    """Metric columns in COLUMN_ORDER; keys named in a feature space (fd_dinov2) where their base key goes."""
+    """Metric columns in COLUMN_ORDER; keys named in a feature space (fd_dinov2) where their base key goes.
+    With several feature spaces, one group of columns per space (in order of appearance), then the
+    model's own columns (likelihood, NFE, time)."""
     from genbench.metrics.base import split_space
 
     present = {k for r in rows for k in r.metrics if split_space(k)[0] not in HIDDEN}
+    spaces = column_groups(rows)
+    if len(spaces) > 1:
+        groups = [[k for k in present if _space_of(k, rows) == sp] for sp in spaces]
+        return [k for g in groups for k in _ordered(g)] + _ordered([k for k in present if _space_of(k, rows) is None])
+    return _ordered(present)
+
+
+def _ordered(keys) -> list[str]:
+    from genbench.metrics.base import split_space
+
     rank = {k: i for i, k in enumerate(COLUMN_ORDER)}
-    ordered = sorted((k for k in present if split_space(k)[0] in rank), key=lambda k: (rank[split_space(k)[0]], k))
-    return ordered + sorted(present - set(ordered))
+    ordered = sorted((k for k in keys if split_space(k)[0] in rank), key=lambda k: (rank[split_space(k)[0]], k))
+    return ordered + sorted(set(keys) - set(ordered))
+
+
+def column_groups(rows: list[Row]) -> list[str]:
+    """The feature spaces whose columns a table shows, in order of appearance (one for most tables)."""
+    return list(dict.fromkeys(sp for r in rows for m in (r.members or [r]) for sp in m.key_space.values()))
+
+
+def _space_of(key: str, rows: list[Row]) -> str | None:
+    return next((m.key_space[key] for r in rows for m in (r.members or [r]) if key in m.key_space), None)
 
 
 def paired_std(key: str) -> str | None:
@@ -316,7 +417,7 @@ def sort_metric(dataset: str, rows: list[Row], primary: str) -> str:
     # no FID: the Frechet distance of the table's feature space (fd_dinov2, sfid), if any
     from genbench.metrics.base import split_space
 
-    fds = sorted(k for k in have if split_space(k)[0] == split_space(primary)[0])
+    fds = [k for k in metric_columns(rows) if split_space(k)[0] == split_space(primary)[0]]  # the first space's first
     return "fid" if "fid" in have else (fds[0] if fds else primary)
 
 
@@ -329,7 +430,7 @@ def sort_rows(rows: list[Row], key: str) -> list[Row]:
 
     def order(r: Row) -> tuple:
         v = r.value(key)
-        return (v is None, sign * (v if v is not None else 0.0), r.model, r.sampler, r.steps or 0, r.seeds)
+        return (v is None, sign * (v if v is not None else 0.0), r.model, r.sampler, r.steps or 0, sorted(map(str, r.options.items())), r.seeds)
 
     return sorted(rows, key=order)
 
@@ -382,7 +483,7 @@ def render_table(rows: list[Row], cols: list[str], notes: dict[str, int], bold: 
     for r in rows:
         warn = cell_warnings(r)
         seeds = f"{len(r.seeds)} ({', '.join(map(str, r.seeds))})" if several else str(r.seeds[0])
-        out = [r.model + _marks(notes, warn.get("model", [])), r.family, r.sampler, fmt(r.steps), seeds]
+        out = [r.model + _marks(notes, warn.get("model", [])), r.family, r.sampler_label, fmt(r.steps), seeds]
         for c in cols:
             text = cell(r, c)
             if c in best and r.value(c) == best[c]:
@@ -396,6 +497,7 @@ def render_table(rows: list[Row], cols: list[str], notes: dict[str, int], bold: 
 
 def render_group(ds: str, space: str, rows: list[Row], primary: str, figures: dict[str, str] | None = None) -> list[str]:
     from genbench.metrics.likelihood import CONVENTION
+    from genbench.report.sweeps import sweep_tables
 
     key = sort_metric(ds, rows, primary)
     cols = metric_columns(rows)
@@ -407,12 +509,19 @@ def render_group(ds: str, space: str, rows: list[Row], primary: str, figures: di
         how += " (on 2-D points a metric that sees the modes; the Fréchet distance compares only means and covariances)"
     parts += [how + "; the best value of each column is in bold." +
               (" Rows over several seeds show mean ± std across seeds; each seed is listed below." if several else ""), ""]
+    spaces = column_groups(rows)
+    if len(spaces) > 1:
+        parts += ["Column groups, one per feature space (the same samples): " + "; ".join(
+            f"{sp}: " + ", ".join(f"`{c}`" for c in cols if _space_of(c, rows) == sp) for sp in spaces)
+            + ". NFE, time and likelihood are the model's, from its one sampling pass.", ""]
     parts += render_table(sort_rows(rows, key), cols, notes)
     parts.append("")
+    parts += knn_note(rows, cols)
     parts += [f"> warning: {w}" for w in table_warnings(rows)]
     if notes:
         parts += [f"{str(n).translate(SUPERSCRIPT)} {t}  " for t, n in notes.items()]
         parts.append("")
+    parts += sweep_tables(rows)  # metrics against each swept numeric sampling option (guidance, eta, ...)
     if any("bpd" in r.metrics for r in rows):
         parts += [f"Likelihood: {CONVENTION}; the likelihood column says what kind of bound or estimate each row's is.", ""]
     if any("nll" in r.metrics for r in rows):
@@ -433,6 +542,23 @@ def render_group(ds: str, space: str, rows: list[Row], primary: str, figures: di
     return parts
 
 
+def knn_note(rows: list[Row], cols: list[str]) -> list[str]:
+    """Which k the table's k-NN metrics used (dgm-eval uses k = 5 for all four; torch-fidelity k = 3 for
+    precision/recall, prdc k = 5 for density/coverage)."""
+    from genbench.metrics.base import split_space
+
+    bases = {split_space(c)[0] for c in cols}
+    parts = []
+    for pair, info_key, names in ((("precision", "recall"), "prc_k", "precision/recall"),
+                                  (("density", "coverage"), "dc_k", "density/coverage")):
+        if bases & set(pair):
+            ks = sorted({m.knn_k[info_key] for r in rows for m in (r.members or [r]) if info_key in m.knn_k})
+            parts.append(f"{names} with k = {' and '.join(map(str, ks)) if ks else 'unrecorded'}")
+    if not parts:
+        return []
+    return [f"k-NN metrics: {'; '.join(parts)} nearest neighbours (dgm-eval uses k = 5 for all four).", ""]
+
+
 def compared_at_different_n(records: list[Record]) -> list[str]:
     """Warnings when rows of one table were computed at different n (FID, KID and k-NN metrics depend on n)."""
     return table_warnings([row_of_record(r) for r in records if r.status == OK])
@@ -448,7 +574,10 @@ def provenance_footer(records: list[Record]) -> list[str]:
         vals["torch"].add(f"{v.get('torch', '?')}, torch-fidelity {v.get('torch-fidelity', '?')}")
         vals["device"].add(str(p.get("device")))
         weights = p.get("weights_sha256")
-        std = "" if p.get("standard_weights", True) else " — NON-STANDARD WEIGHTS, not comparable to published numbers"
+        unverified = str(p.get("weights_verification", "")).startswith("unverified")
+        std = "" if p.get("standard_weights", True) else (
+            " — UNVERIFIED WEIGHTS (no published sha256 to compare with; check the hash yourself)" if unverified
+            else " — NON-STANDARD WEIGHTS, not comparable to published numbers")
         vals["features"].add(f"{p.get('features')} (weights sha256 {weights[:12] if weights else 'none'}, "
                              f"preprocessing {p.get('preprocessing')}){std}")
         vals["samples"].add(f"n_fake {p.get('n_fake')}, n_real {p.get('n_real')} ({p.get('reference_split')} split)")

@@ -30,6 +30,8 @@ def render_results(run_dir: Path, fmt: str) -> str:
     if frame.empty:
         return "(no records)"
     hide = {"key", "created_at", "suite", "family", "error", "weights_sha256", "warnings"} | {c for c in frame.columns if c.endswith(("_ci_low", "_ci_high"))}
+    if frame["options"].isna().all():  # a column of sampling options only where some run has them
+        hide.add("options")
     shown = frame[[c for c in frame.columns if c not in hide]]
     return shown.to_markdown(index=False, floatfmt=".4g") if hasattr(shown, "to_markdown") else shown.to_string(index=False)
 
@@ -82,7 +84,7 @@ def _arrow(mk) -> str:
 # Seeds, parquet
 
 
-CONFIG_COLUMNS = ["dataset", "features", "weights_sha256", "model", "family", "sampler", "steps"]  # the suite is not hashed
+CONFIG_COLUMNS = ["dataset", "features", "weights_sha256", "model", "family", "sampler", "steps", "options"]  # the suite is not hashed
 SEED_STD_SUFFIX = "_seed_std"
 
 

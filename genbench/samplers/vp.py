@@ -340,13 +340,14 @@ def vp_model_samplers() -> list[str]:
 def sample_vp_model(model: DiscreteVPModel, noise: SeededNoise, sampler: str, steps: int,
                     data_shape: tuple[int, ...], device: torch.device | str = "cpu", spacing: str = "trailing",
                     steps_offset: int = 0, sigma_schedule: str = "karras", rho: float = 7.0,
-                    clip_x0: float | None = None) -> tuple[torch.Tensor, float]:
+                    clip_x0: float | None = None, sampler_options: dict | None = None) -> tuple[torch.Tensor, float]:
     """Draw len(noise) samples of a discrete VP model with any registered sampler; returns (x_0, NFE per sample).
 
     ``vp`` samplers: x_T = noise, timesteps = the sampler's own ``timesteps`` hook (samplers that follow a
     diffusers scheduler read the model's ``scheduler_config``), else ``vp_schedule.timesteps(steps, spacing, steps_offset)``.
     ``diffusion`` samplers: x = sigma_max noise over the ``sigma_schedule`` from sigma(T-1) to sigma(0),
     the model seen through ``VPDenoiser``. ``clip_x0`` clamps the x_0 predictions of ``vp`` samplers only.
+    ``sampler_options`` go to the sampler function as keywords (DDIM's ``eta``).
     The NFE counts the calls of ``model.model_output``.
     """
     from genbench.samplers.base import SAMPLERS, CountingDenoiser
@@ -360,11 +361,12 @@ def sample_vp_model(model: DiscreteVPModel, noise: SeededNoise, sampler: str, st
         # a sampler that follows a diffusers scheduler builds its own timesteps from the scheduler settings
         timesteps = entry.timesteps(vp, steps) if entry.timesteps else schedule.timesteps(steps, spacing, steps_offset)
         x = initial_vp_noise(noise, data_shape).to(device)
-        x = entry.fn(vp, x, timesteps, noise)
+        x = entry.fn(vp, x, timesteps, noise, **(sampler_options or {}))
     elif entry.kind == "diffusion":
         sigmas = build_sigmas(sigma_schedule, steps, schedule.sigma_min, schedule.sigma_max, rho)
         x = float(sigmas[0]) * noise.randn(*data_shape).to(device)
-        x = entry.fn(VPDenoiser(counted, schedule, model.prediction_type), x, sigmas.to(device), noise)
+        x = entry.fn(VPDenoiser(counted, schedule, model.prediction_type), x, sigmas.to(device), noise,
+                     **(sampler_options or {}))
     else:
         raise UsageError(f"sampler {sampler!r} is of kind {entry.kind!r}; a discrete VP model takes "
                          f"{', '.join(vp_model_samplers())}")

@@ -49,3 +49,29 @@ def broadcast_rows(t: torch.Tensor | float, n: int, device: torch.device) -> tor
     """A scalar, [1] or [N] tensor -> [N] float tensor on ``device``."""
     t = torch.as_tensor(t, dtype=torch.float32, device=device).reshape(-1)
     return t.expand(n) if t.numel() == 1 else t
+
+
+class ClassEmbedding(nn.Module):
+    """Class label -> [N, dim] learned vector, with one extra row for the null class (index ``num_classes``),
+    the "no label" input of classifier-free guidance (Ho and Salimans 2022, Sec. 3.2)."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.table = nn.Embedding(self.num_classes + 1, dim)
+
+    def forward(self, y: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+        """y [N] int64 in 0..num_classes (num_classes = null), or None (all null) -> [N, dim]."""
+        if y is None:
+            y = torch.full((n,), self.num_classes, dtype=torch.long, device=device)
+        return self.table(y.to(device=device, dtype=torch.long).reshape(-1).expand(n))
+
+
+def add_class_embedding(label_embed: ClassEmbedding | None, emb: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """emb [N, E] plus the class embedding of y when the network is class-conditional; a label given to a
+    network without classes is an error (it would be silently ignored)."""
+    if label_embed is None:
+        if y is not None:
+            raise ValueError("class labels given to a network built without num_classes")
+        return emb
+    return emb + label_embed(y, emb.shape[0], emb.device)

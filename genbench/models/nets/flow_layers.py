@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.data.base import FLOOR, IMAGES, Samples
-from genbench.models.base import NATIVE, GenerativeModel, Progress, TrainBudget
+from genbench.models.base import NATIVE, TEMPERATURE, GenerativeModel, Progress, TrainBudget, check_positive_option
 from genbench.models.nets.training import dequantise_images, init_parameters, train_with_adam
 from genbench.registry import check_choice
 from genbench.samplers.base import CountingDenoiser
@@ -404,10 +404,24 @@ class ImageFlowFamily(GenerativeModel):
         """Exact log-density in nats per example at already-dequantised x (the caller dequantises)."""
         return self.log_prob(x)
 
+    @classmethod
+    def sampling_options(cls, sampler, config=None) -> dict[str, str]:
+        return {TEMPERATURE: "latent scale T, z ~ N(0, T^2 I) (Kingma & Dhariwal 2018's reduced temperature; "
+                             "default: the recipe's, else 1)"}
+
+    @classmethod
+    def check_sampling_options(cls, sampler, options, config=None) -> None:
+        super().check_sampling_options(sampler, options, config)
+        check_positive_option(cls.family, TEMPERATURE, options)
+
     @torch.no_grad()
-    def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None) -> tuple[torch.Tensor, float]:
+    def sample(self, noise: SeededNoise, sampler: str = NATIVE, steps: int | None = None,
+               temperature: float | None = None) -> tuple[torch.Tensor, float]:
         check_choice(sampler, self.supported_samplers(), f"sampler for the {self.family} family")
-        z = self.sampling_temperature() * noise.randn(math.prod(self.data_shape)).to(self.device)
+        if temperature is not None:
+            self.check_sampling_options(sampler, {TEMPERATURE: temperature})
+        t = self.sampling_temperature() if temperature is None else float(temperature)
+        z = t * noise.randn(math.prod(self.data_shape)).to(self.device)
         # one inverse pass in float64 (tail latents can map far out; bounded scales keep that finite there),
         # counted by wrapping it
         flow64 = copy.deepcopy(self.flow).double()

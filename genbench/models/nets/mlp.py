@@ -5,7 +5,8 @@ each activation); hidden-to-hidden layers are residual; an optional conditioning
 (``cond_dim`` > 0) is projected and added to every hidden layer's pre-activation (additive
 conditioning, as the time embedding of DDPM's blocks).
 ``TimeConditionedMLP``: an ``MLP`` conditioned on a scalar per example (diffusion noise level,
-flow time) through ``SinusoidalEmbedding``.
+flow time) through ``SinusoidalEmbedding``, and optionally on a class label (``num_classes`` > 0:
+``ClassEmbedding`` added to the time embedding, with a null class for unconditional passes).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genbench.models.nets.embeddings import SinusoidalEmbedding, broadcast_rows
+from genbench.models.nets.embeddings import ClassEmbedding, SinusoidalEmbedding, add_class_embedding, broadcast_rows
 
 
 class MLP(nn.Module):
@@ -48,14 +49,19 @@ class MLP(nn.Module):
 
 
 class TimeConditionedMLP(nn.Module):
-    """x [N, in_dim], t [N] (or scalar) -> [N, out_dim], t embedded sinusoidally (scaled by ``t_scale``)."""
+    """x [N, in_dim], t [N] (or scalar)[, y [N]] -> [N, out_dim], t embedded sinusoidally (scaled by ``t_scale``).
+
+    With ``num_classes`` > 0 a class label y (``num_classes`` = the null class, also taken when y is None)
+    adds its embedding to the time embedding.
+    """
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, depth: int = 3, emb_dim: int = 64,
-                 t_scale: float = 1000.0, dropout: float = 0.0):
+                 t_scale: float = 1000.0, dropout: float = 0.0, num_classes: int = 0):
         super().__init__()
         self.embed = SinusoidalEmbedding(emb_dim, scale=t_scale)
+        self.label_embed = ClassEmbedding(num_classes, emb_dim) if num_classes else None
         self.mlp = MLP(in_dim, out_dim, hidden, depth, cond_dim=emb_dim, dropout=dropout)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None) -> torch.Tensor:
         t = broadcast_rows(t, x.shape[0], x.device)
-        return self.mlp(x, self.embed(t))
+        return self.mlp(x, add_class_embedding(self.label_embed, self.embed(t), y))

@@ -5,6 +5,8 @@ residual blocks (GroupNorm, SiLU, 3x3 conv, additive time embedding), optional s
 self-attention at chosen levels and in the middle, stride-2 conv downsampling, nearest
 upsampling to the skip's size (so odd sizes such as 28 -> 14 -> 7 work), skip connections
 by concatenation, and zero-initialised output convolutions so every block starts as identity.
+With ``num_classes`` > 0 a class label's embedding is added to the time embedding (ADM's class
+conditioning), with a null class for unconditional passes (classifier-free guidance).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.models.nets.embeddings import SinusoidalEmbedding, broadcast_rows
+from genbench.models.nets.embeddings import ClassEmbedding, SinusoidalEmbedding, add_class_embedding, broadcast_rows
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -68,18 +70,20 @@ class AttnBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """x [N, C, H, W], t [N] (or scalar) -> [N, out_channels, H, W].
+    """x [N, C, H, W], t [N] (or scalar)[, y [N]] -> [N, out_channels, H, W].
 
     ``channel_mult`` gives one level per entry (width ``channels * mult``); levels after the first
-    halve the resolution. ``attn_levels`` lists level indices that get self-attention.
+    halve the resolution. ``attn_levels`` lists level indices that get self-attention. With
+    ``num_classes`` > 0, y (``num_classes`` = the null class, also taken when y is None) conditions every block.
     """
 
     def __init__(self, in_channels: int, out_channels: int | None = None, channels: int = 64,
                  channel_mult: Sequence[int] = (1, 2), num_res_blocks: int = 2, attn_levels: Sequence[int] = (),
-                 emb_dim: int | None = None, t_scale: float = 1000.0, dropout: float = 0.0):
+                 emb_dim: int | None = None, t_scale: float = 1000.0, dropout: float = 0.0, num_classes: int = 0):
         super().__init__()
         emb_dim = emb_dim or 4 * channels
         self.embed = SinusoidalEmbedding(channels, emb_dim, scale=t_scale)
+        self.label_embed = ClassEmbedding(num_classes, emb_dim) if num_classes else None
         self.inp = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.down, skip_ch, ch = nn.ModuleList(), [channels], channels
         for level, mult in enumerate(channel_mult):
@@ -104,8 +108,8 @@ class UNet(nn.Module):
     def _stage(c_in: int, c_out: int, emb_dim: int, dropout: float, attn: bool) -> nn.ModuleList:
         return nn.ModuleList([ResBlock(c_in, c_out, emb_dim, dropout)] + ([AttnBlock(c_out)] if attn else []))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        emb = self.embed(broadcast_rows(t, x.shape[0], x.device))  # [N, E]
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None) -> torch.Tensor:
+        emb = add_class_embedding(self.label_embed, self.embed(broadcast_rows(t, x.shape[0], x.device)), y)  # [N, E]
         h = self.inp(x)
         skips = [h]
         for block in self.down:
