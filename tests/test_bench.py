@@ -84,12 +84,12 @@ def test_features_without_a_fast_path_refuse_it():
 @pytest.mark.slow
 def test_images_task_agrees_with_every_installed_peer(tmp_path):
     """Each peer on the same 10 + 10 PNGs and random weights: torch-fidelity, torchmetrics (FID, KID) and clean-fid
-    agree to float round-off; pytorch-fid differs by its own resize (5.6% here); the fast path stays close."""
+    agree to float round-off; pytorch-fid differs by its own resize (5.6% at 10 images, 26% at 20); the fast path stays close."""
     from genbench.bench.images import image_cases
 
     cases, skipped = image_cases(tmp_path, 10, "cpu")
     table = bench.run_cases(cases, repeats=1, device="cpu").set_index("peer")
-    bounds = {"torch-fidelity": 1e-5, "torch-fidelity (input2 cached)": 1e-5, "torchmetrics": 1e-4, "clean-fid": 1e-4, "pytorch-fid": 0.2,
+    bounds = {"torch-fidelity": 1e-5, "torch-fidelity (input2 cached)": 1e-5, "torchmetrics": 1e-4, "clean-fid": 1e-4, "pytorch-fid": 0.5,
               "genbench exact path": 1e-3}
     for peer, bound in bounds.items():
         assert peer in table.index or any(peer in s for s in skipped), peer
