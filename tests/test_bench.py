@@ -89,8 +89,8 @@ def test_images_task_agrees_with_every_installed_peer(tmp_path):
 
     cases, skipped = image_cases(tmp_path, 10, "cpu")
     table = bench.run_cases(cases, repeats=1, device="cpu").set_index("peer")
-    bounds = {"torch-fidelity": 1e-5, "torch-fidelity (input2 cached)": 1e-5, "torchmetrics": 1e-4, "clean-fid": 1e-4, "pytorch-fid": 0.5,
-              "genbench exact path": 1e-3}
+    bounds = {"torch-fidelity": 1e-5, "torch-fidelity (input2 cached)": 1e-5, "torchmetrics": 1e-4,
+              "clean-fid": 1e-4, "pytorch-fid": 0.5, "genbench exact path": 1e-3}
     for peer, bound in bounds.items():
         assert peer in table.index or any(peer in s for s in skipped), peer
         if peer in table.index:
