@@ -6,7 +6,7 @@ A recipe::
     description: EDM denoiser, MLP
     config: {hidden: 256, depth: 4}          # constructor kwargs of the family
     train: {steps: 3000, batch_size: 512, lr: 2.0e-3, ema: 0.999}
-    images:                                  # optional overrides for image datasets
+    images:                                  # optional overrides for one modality (points, images, smiles, ...)
       config: {...}
       train: {...}
     datasets:                                # optional overrides for one dataset (after the modality's)
@@ -29,12 +29,12 @@ from typing import Any
 import yaml
 
 from genbench.cache import content_key
-from genbench.data.base import DATASETS
+from genbench.data.base import DATASETS, MODALITIES
 from genbench.errors import UsageError
 from genbench.models.base import MODELS, TrainBudget
 from genbench.registry import check_choice
 
-_RECIPE_KEYS = {"family", "description", "config", "train", "points", "images", "datasets"}
+_RECIPE_KEYS = {"family", "description", "config", "train", "datasets"}  # and one section per modality
 _OVERRIDE_KEYS = {"config", "train"}
 
 
@@ -68,8 +68,9 @@ def _raw_recipe(name: str) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise UsageError(f"recipe {path} is not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
-    _check_keys(raw, _RECIPE_KEYS, f"recipe {path.name}")
-    for modality in ("points", "images"):
+    modalities = MODALITIES.names()
+    _check_keys(raw, _RECIPE_KEYS | set(modalities), f"recipe {path.name}")
+    for modality in modalities:
         _check_keys(raw.get(modality) or {}, _OVERRIDE_KEYS, f"recipe {path.name} section {modality!r}")
     datasets = raw.get("datasets") or {}
     if not isinstance(datasets, dict):

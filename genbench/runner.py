@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from genbench import cache
-from genbench.data.base import IMAGES, DATASETS, Samples, get_modality, images_to_uint8
+from genbench.data.base import IMAGES, DATASETS, Samples, get_modality
 from genbench.errors import DataUnavailableError, GenbenchError, UsageError
 from genbench.models.base import GenerativeModel, build_model, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from genbench.progress import Reporter
@@ -125,7 +125,7 @@ def train_or_load(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, dict
 class Drawn:
     """What ``draw_samples`` returns: samples on the CPU, the class each was asked for, NFE, seconds."""
 
-    x: torch.Tensor  # [N, *data_shape]
+    x: Any  # the modality's examples: [N, *data_shape] tensors, or N SMILES strings
     labels: torch.Tensor | None  # [N] int64 for class-conditional families, else None
     nfe: dict[str, float]  # {"nfe": mean per sample, "nfe_max": the largest batch's count}
     seconds: float
@@ -146,7 +146,7 @@ def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> Draw
     t0 = time.perf_counter()
     for batch in noise.batches(ctx.batch_size):
         x, calls = model.sample(batch, spec.sampler, spec.steps, **spec.options)
-        chunks.append(x.detach().float().cpu())
+        chunks.append(x)
         nfe.append((float(calls), len(batch)))
         done += len(batch)
         if cb:
@@ -155,7 +155,7 @@ def draw_samples(model: GenerativeModel, spec: RunSpec, ctx: RunContext) -> Draw
     seconds = time.perf_counter() - t0
     # every sample of a batch costs that batch's calls
     nfe_mean = sum(calls * size for calls, size in nfe) / sum(size for _, size in nfe)
-    return Drawn(torch.cat(chunks), noise.labels, {"nfe": nfe_mean, "nfe_max": max(calls for calls, _ in nfe)}, seconds)
+    return Drawn(get_modality(model.modality).concat(chunks), noise.labels, {"nfe": nfe_mean, "nfe_max": max(calls for calls, _ in nfe)}, seconds)
 
 
 def _sync(device: str) -> None:
@@ -163,7 +163,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def samples_to_features(x: torch.Tensor, model: GenerativeModel, extractor, ctx: RunContext) -> dict[str, torch.Tensor]:
+def samples_to_features(x: Any, model: GenerativeModel, extractor, ctx: RunContext) -> dict[str, torch.Tensor]:
     """Images are quantised to uint8 first (the convention every extractor sees), by the map the model
     declares (``sample_quantisation``: the inverse of how its training data entered [-1, 1])."""
     inputs = get_modality(model.modality).features_input(x, model.sample_quantisation)
@@ -196,15 +196,15 @@ def compute_likelihood(model: GenerativeModel, spec: RunSpec, ctx: RunContext, n
     """The model's log-likelihood of ``n`` reference examples: images uniformly dequantised (one generator
     seeded with ``spec.seed``), the estimator's noise per example (``likelihood_noise``), so the value
     does not depend on ``ctx.batch_size`` (beyond an adaptive ODE solver's tolerance: its steps are the batch's)."""
-    from genbench.metrics.likelihood import bits_per_dim, dequantise
+    from genbench.metrics.likelihood import bits_per_dim
     from genbench.models.base import likelihood_noise
 
     ds = DATASETS.get(spec.dataset)
+    modality = get_modality(ds.modality)
     data = ctx.data(spec.dataset, spec.reference_split).take(n)
-    gen = torch.Generator().manual_seed(spec.seed)
-    x = dequantise(data.x, gen) if ds.modality == IMAGES else data.x
+    x = modality.likelihood_input(data.x, torch.Generator().manual_seed(spec.seed))
     noise = likelihood_noise(len(x), spec.seed).batches(ctx.batch_size)
-    ll = torch.cat([model.log_likelihood(b.to(ctx.device), next(noise)).double().cpu() for b in x.split(ctx.batch_size)])
+    ll = torch.cat([model.log_likelihood(b, next(noise)).double().cpu() for b in modality.batches(x, ctx.batch_size, ctx.device)])
     info = {"likelihood_kind": model.likelihood_kind, "likelihood_n": int(len(ll))}
     if ds.modality == IMAGES:
         return {"bpd": bits_per_dim(ll, math.prod(ds.shape), discrete=getattr(model, "discrete_likelihood", False))}, info
@@ -278,7 +278,7 @@ def _train_and_sample(spec: RunSpec, ctx: RunContext) -> tuple[GenerativeModel, 
     drawn = draw_samples(model, spec, ctx)
     ctx.event("sampled", spec, n=len(drawn.x), seconds=drawn.seconds, nfe=drawn.nfe)
     x = drawn.x
-    bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
+    bad = get_modality(model.modality).count_nonfinite(x)
     if bad:
         return Record(spec, FAILED, info={"train": train_report},
                       error=f"model produced {bad} of {len(x)} samples with NaN or Inf; lower the learning rate or check the recipe")
@@ -327,14 +327,10 @@ def evaluate_drawn(spec: RunSpec, model: GenerativeModel, train_report: dict[str
     return Record(spec, OK, metrics, dict(result.ci), info, prov)
 
 
-PREVIEW_IMAGES, PREVIEW_POINTS = 64, 2000
-
-
-def preview_samples(x: torch.Tensor, model: GenerativeModel):
-    """The first 64 images as the uint8 an extractor sees, or the first 2,000 points (for sample figures)."""
-    if model.modality == IMAGES:
-        return images_to_uint8(x[:PREVIEW_IMAGES], model.sample_quantisation).numpy()
-    return x[:PREVIEW_POINTS].float().numpy()
+def preview_samples(x: Any, model: GenerativeModel):
+    """A few samples for the store's figures, as the modality keeps them: the first 64 images as the uint8 an
+    extractor sees, the first 2,000 points, the first 64 SMILES strings."""
+    return get_modality(model.modality).preview(x, model.sample_quantisation)
 
 
 def pending_specs(specs: list[RunSpec], store: ResultsStore, rerun: bool = False) -> list[RunSpec]:

@@ -51,7 +51,7 @@ class InitNoise(SeededNoise):
 
 @dataclass(frozen=True)
 class SampleResult:
-    samples: torch.Tensor  # [N, *data_shape] float32 on the CPU
+    samples: Any  # [N, *data_shape] float32 on the CPU, or N SMILES strings (the modality's concat)
     nfe: float
     seconds: float
     sampler: str
@@ -149,12 +149,14 @@ def draw(model: GenerativeModel, sampler: str | None = None, steps: int | None =
     with torch.no_grad():
         for batch in noise.batches(batch_size):
             x, calls = model.sample(batch, sampler, steps, **options)
-            chunks.append(x.detach().float().cpu())
+            chunks.append(x)
             nfe.append((float(calls), len(batch)))
     _sync(device)
     # NFE per sample: every sample of a batch costs that batch's calls (as the runner reports it)
     nfe_mean = sum(c * k for c, k in nfe) / sum(k for _, k in nfe)
-    return SampleResult(torch.cat(chunks), nfe_mean, time.perf_counter() - t0, sampler, steps)
+    from genbench.data.base import get_modality
+
+    return SampleResult(get_modality(model.modality).concat(chunks), nfe_mean, time.perf_counter() - t0, sampler, steps)
 
 
 def _sync(device: str) -> None:
@@ -179,7 +181,9 @@ def sample_to_file(model: str, out: Path, dataset: str | None = None, sampler: s
     m = resolve_model(model, dataset, device, seed)
     result = draw(m, sampler, steps, n if n is not None else 16, seed, rows, batch_size, device, options)
     buf = io.BytesIO()
-    np.savez(buf, samples=result.samples.numpy().astype(np.float32), nfe=np.float64(result.nfe),
+    samples = result.samples  # float data-space tensors, or SMILES strings (a unicode array: no pickle)
+    samples = samples.numpy().astype(np.float32) if isinstance(samples, torch.Tensor) else np.asarray(samples, dtype=str)
+    np.savez(buf, samples=samples, nfe=np.float64(result.nfe),
              seconds=np.float64(result.seconds), model=np.str_(model), sampler=np.str_(result.sampler),
              steps=np.int64(-1 if result.steps is None else result.steps), options=np.str_(json.dumps(options or {})))
     atomic_write_bytes(out, buf.getvalue())

@@ -6,6 +6,8 @@ Schema (unknown keys are an error naming the key)::
     description: ...
     include: smoke.yaml                 # or a list; relative to this file, else a built-in suite name
     primary_metric: fid                 # leaderboard sort key
+    cited:                              # published numbers shown beside the measured ones, in a table of their own
+      - {model: CharRNN, dataset: moses, source: "MOSES README (...)", metrics: {validity: 0.9598, fcd: 0.3233}}
     settings:                           # apply to every run of this suite and the suites it includes
       n_samples: 2000
       n_reference: 2000
@@ -57,7 +59,8 @@ import yaml
 from genbench.errors import UsageError
 from genbench.registry import check_choice
 
-SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "seeds", "runs"}
+SUITE_KEYS = {"name", "description", "include", "primary_metric", "settings", "seeds", "runs", "cited"}
+CITED_KEYS = {"model", "dataset", "source", "metrics"}
 GRID_KEYS = {"datasets", "models", "samplers", "steps", "seeds", "settings", "options", "features"}
 SUITE_SEEDS = "_suite_seeds"  # (internal grid key) the seeds a suite file gave a grid that lists none
 SUITE_SETTINGS = "_suite_settings"  # (internal grid key) the settings of the files above a grid, merged
@@ -83,6 +86,7 @@ class Suite:
     runs: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
     seeds: list[int] | None = None  # this file's own ``seeds:`` (already applied to its grids)
+    cited: list[dict[str, Any]] = field(default_factory=list)  # published rows (model, dataset, source, metrics), never measured
 
 
 @dataclass
@@ -131,6 +135,7 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
     settings: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
     primary = None
+    cited: list[dict[str, Any]] = []
     for inc in includes:
         try:
             child = _load(resolve_suite_path(str(inc), base=path.parent), (*stack, path))
@@ -140,6 +145,7 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
             raise UsageError(f"suite {path.name} includes {inc!r}, which cannot be loaded: {e}") from None
         settings = _merge(settings, child.settings)
         runs += child.runs
+        cited += child.cited
         primary = primary or child.primary_metric
     own = raw.get("settings") or {}
     _check_settings(own, f"suite {path.name}")
@@ -154,8 +160,43 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
     name = str(raw.get("name") or path.stem)
     if not _NAME_RE.match(name):
         raise UsageError(f"suite name {name!r} in {path.name} may only use letters, digits, '_', '-' and '.' (not first); rename it")
+    cited += check_cited(raw.get("cited"), f"suite {path.name}")
     return Suite(name, str(raw.get("description", "")), str(raw.get("primary_metric") or primary or "fid"), settings, runs, path,
-                 seeds)
+                 seeds, cited)
+
+
+def check_cited(rows: Any, where: str) -> list[dict[str, Any]]:
+    """A suite's ``cited:`` rows: published numbers with their source, shown apart from measured rows.
+    Each row has a model and a source (strings), an optional dataset, and metrics mapping metric keys to numbers."""
+    from genbench.metrics.base import KEYS, METRICS, metric_key
+
+    if rows is None:
+        return []
+    METRICS.names()  # registers every metric's keys
+    if not isinstance(rows, list):
+        raise UsageError(f"cited in {where} must be a list of rows {{model, dataset, source, metrics}}; got {rows!r}")
+    out = []
+    for i, row in enumerate(rows):
+        at = f"{where}, cited[{i}]"
+        if not isinstance(row, dict):
+            raise UsageError(f"{at} must be a mapping with keys: {', '.join(sorted(CITED_KEYS))}")
+        unknown = sorted(set(row) - CITED_KEYS)
+        if unknown:
+            raise UsageError(f"unknown key {unknown[0]!r} in {at}; allowed keys: {', '.join(sorted(CITED_KEYS))}")
+        for key in ("model", "source"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise UsageError(f"{at} needs a '{key}' (text): a cited number without its {key} cannot be shown")
+        metrics = row.get("metrics")
+        if not isinstance(metrics, dict) or not metrics:
+            raise UsageError(f"{at} needs 'metrics': a mapping of metric keys to numbers, e.g. {{fcd: 0.3233}}")
+        for key, value in metrics.items():
+            if metric_key(str(key)) is None:
+                check_choice(str(key), sorted(KEYS), f"metric key of {at}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UsageError(f"{at}: metric {key!r} must be a number; got {value!r}")
+        out.append({"model": row["model"], "dataset": str(row.get("dataset") or ""), "source": row["source"].strip(),
+                    "metrics": {str(k): float(v) for k, v in metrics.items()}})
+    return out
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """One contract test for every registered model family (a new family is tested by registering it).
 
-Each family is fitted for a few steps with a tiny network on toy2d:8gaussians (on digits when it
-handles only images or is class-conditional; and on digits too when it handles images), then: the train report holds finite floats; the weights depend on the
+Each family is fitted for a few steps with a tiny network on its modality's example dataset
+(``Modality.example_dataset``: toy2d:8gaussians for points, digits for images, moses-sample for SMILES;
+points first where a family handles them and needs no labels, and on digits too when it handles images), then: the train report holds finite floats; the weights depend on the
 training generator only, not on the global RNG; every supported sampler
 returns finite samples of the right shape with NFE > 0; a checkpoint round-trip reproduces the
 samples bit for bit; samples do not depend on the batch they are drawn in (per-sample seeds);
@@ -22,7 +23,7 @@ import pytest
 import torch
 
 from genbench import runner
-from genbench.data.base import FLOOR, IMAGES, POINTS, ROUND, get_dataset, images_to_uint8
+from genbench.data.base import FLOOR, IMAGES, MODALITIES, POINTS, ROUND, get_dataset, get_modality, images_to_uint8
 from genbench.errors import UsageError
 from genbench.models.base import (
     MODELS,
@@ -62,18 +63,36 @@ TINY_CONFIG: dict[str, dict] = {
     "cgan": {"latent_dim": 4, "width": 4, "bn_batches": 2},
     "wgan": {"latent_dim": 4, "width": 4, "n_critic": 2, "bn_batches": 2},
     "convvae": {"latent_dim": 2, "width": 4, "likelihood_samples": 2},
+    "charrnn": {"hidden": 16, "n_layers": 2, "embed": 8, "max_length": 60},
+    "smiles_vae": {"embed": 8, "enc_hidden": 16, "latent_dim": 4, "dec_hidden": 16, "dec_layers": 2, "max_length": 60},
 }
 TINY_BUDGET = TrainBudget(steps=3, batch_size=32, lr=1e-3)
-DATASETS = {POINTS: "toy2d:8gaussians", IMAGES: "digits"}
+# every modality's example dataset (always there offline, small enough to train a family on in a test)
+DATASETS = {name: MODALITIES.get(name).example_dataset for name in MODALITIES.names() if MODALITIES.get(name).example_dataset}
+MODALITY_ORDER = [POINTS, IMAGES] + [m for m in DATASETS if m not in (POINTS, IMAGES)]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def primary_modality(family: str) -> str:
-    """Points where the family handles them (and needs no labels, which toy points lack), else images."""
+    """Points where the family handles them (and needs no labels, which toy points lack), else images, else
+    the first other modality it handles."""
     cls = MODELS.get(family)
-    return POINTS if POINTS in cls.modalities and not cls.conditional else IMAGES
+    return next(m for m in MODALITY_ORDER if m in cls.modalities and (not cls.conditional or get_dataset(DATASETS[m]).num_classes))
+
+
+def same_samples(a, b) -> bool:
+    """Bit-identical samples (tensors, or strings)."""
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else tuple(a) == tuple(b)
+
+
+def assert_close_samples(a, b) -> None:
+    """Equal up to float rounding (tensors), or equal (strings)."""
+    if isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    else:
+        assert tuple(a) == tuple(b)
 
 
 def tiny_model(family: str, modality: str | None = None) -> GenerativeModel:
@@ -102,10 +121,11 @@ def draw(model: GenerativeModel, sampler: str, n: int = 6, start: int = 0, seed:
     return model.sample(noise, sampler, model.default_steps(sampler, model.config))
 
 
-def runner_input(modality: str, n: int, seed: int = 0) -> torch.Tensor:
-    """Test examples as ``runner.compute_likelihood`` sends them: images uniformly dequantised."""
+def runner_input(modality: str, n: int, seed: int = 0):
+    """Test examples as ``runner.compute_likelihood`` sends them (the modality's ``likelihood_input``: images
+    uniformly dequantised)."""
     x = get_dataset(DATASETS[modality]).load("test").x[:n]
-    return dequantise(x, torch.Generator().manual_seed(seed)) if modality == IMAGES else x
+    return get_modality(modality).likelihood_input(x, torch.Generator().manual_seed(seed))
 
 
 # Known violations, kept visible (strict xfail: the test fails once they are fixed, so the entry goes).
@@ -126,7 +146,9 @@ def sampler_cases(known: dict[tuple[str, str], str] | None = None) -> list:
 
 def test_every_family_is_tested():
     # the built-in families are registered (a rename would silently drop them from this file)
-    assert {"tiny", "gan", "flow", "autoregressive", "consistency", "ebm"} <= set(FAMILIES)
+    assert {"tiny", "gan", "flow", "autoregressive", "consistency", "ebm", "charrnn", "smiles_vae"} <= set(FAMILIES)
+    # and every family's modalities have an example dataset to train it on here
+    assert {m for f in FAMILIES for m in MODELS.get(f).modalities} <= set(DATASETS)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -157,8 +179,13 @@ def test_fit_is_reproducible_from_its_generator(family):
 def test_samples_have_data_shape_and_count_nfe(family, sampler):
     model, _ = fitted(family)
     x, nfe = draw(model, sampler)
-    assert x.shape == (6, *model.data_shape) and x.dtype == torch.float32
-    assert torch.isfinite(x).all()
+    modality = get_modality(model.modality)
+    assert len(x) == 6 and modality.count_nonfinite(x) == 0
+    assert len(modality.sample_type(x)) == 6  # the modality's sample type holds them
+    if isinstance(x, torch.Tensor):
+        assert x.shape == (6, *model.data_shape) and x.dtype == torch.float32
+    else:
+        assert all(isinstance(s, str) for s in x)
     assert isinstance(nfe, float) and nfe > 0
 
 
@@ -170,10 +197,10 @@ def test_samples_do_not_depend_on_the_batch(family, sampler):
     whole, _ = draw(model, sampler, n=6)
     first, _ = draw(model, sampler, n=3, start=0)
     second, _ = draw(model, sampler, n=3, start=3)
-    torch.testing.assert_close(whole, torch.cat([first, second]), rtol=1e-5, atol=1e-5)
+    assert_close_samples(whole, get_modality(model.modality).concat([first, second]))
     # and a different seed gives different samples
     other, _ = draw(model, sampler, n=6, seed=8)
-    assert not torch.equal(whole, other)
+    assert not same_samples(whole, other)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -192,7 +219,7 @@ def test_checkpoint_round_trip_gives_identical_samples(family, tmp_path):
     for sampler in model.supported_samplers():
         a, nfe_a = draw(model, sampler)
         b, nfe_b = draw(loaded, sampler)
-        assert torch.equal(a, b), f"{family}/{sampler}: samples differ after a checkpoint round-trip"
+        assert same_samples(a, b), f"{family}/{sampler}: samples differ after a checkpoint round-trip"
         assert nfe_a == nfe_b
 
 
@@ -224,7 +251,7 @@ LIKELIHOOD_BATCH_DEPENDENT = {
 
 
 def likelihood_cases(known: dict) -> list:
-    cases = [(f, m) for f in FAMILIES for m in (POINTS, IMAGES) if MODELS.get(f).likelihood_kind and handles(f, m)]
+    cases = [(f, m) for f in FAMILIES for m in MODALITY_ORDER if MODELS.get(f).likelihood_kind and handles(f, m)]
     return [pytest.param(f, m, marks=pytest.mark.xfail(reason=known[f, m], strict=True)) if (f, m) in known else (f, m)
             for f, m in cases]
 
@@ -235,7 +262,8 @@ def test_log_likelihood_does_not_depend_on_the_batch(family, modality):
     model, _ = fitted(family, modality)
     x = runner_input(modality, 6)
     whole = model.log_likelihood(x, SeededNoise.for_run(5, 6))
-    parts = torch.cat([model.log_likelihood(xb, nb) for xb, nb in zip(x.split(3), SeededNoise.for_run(5, 6).batches(3))])
+    parts = torch.cat([model.log_likelihood(xb, nb) for xb, nb in zip(get_modality(modality).batches(x, 3, model.device),
+                                                                       SeededNoise.for_run(5, 6).batches(3))])
     torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-5)
 
 

@@ -100,6 +100,14 @@ class Modality:
     ``extractor_inputs`` are the ``input_kind`` values of the extractors that accept it;
     ``default_features`` is the feature space ``eval`` uses when nothing else decides (for images the
     dataset decides: ``reference.default_features``).
+
+    A set's examples ``x`` (a sample type's ``x``: a tensor for points and images, a tuple of strings
+    for SMILES) pass through the runner only by these hooks (defaults: tensors): ``concat`` joins the
+    batches a model drew, ``count_nonfinite`` counts examples holding NaN or Inf, ``preview`` keeps a
+    few for the store's figures, ``batches`` splits ``x`` onto a device for ``log_likelihood``,
+    ``likelihood_input`` is what ``log_likelihood`` scores (images: uniformly dequantised).
+    ``example_dataset`` names a registered dataset that is always there offline and small enough for
+    the shared contract tests (tests/test_model_contract.py) to train every family of the modality on.
     """
 
     name: str
@@ -109,6 +117,12 @@ class Modality:
     features_input: Callable[[Any, str], Any]
     # the default feature space takes a dataset's name (chem:moses: novelty against moses's train split)
     features_name_dataset: bool = False
+    concat: Callable[[list], Any] = lambda chunks: torch.cat([c.detach().float().cpu() for c in chunks])
+    count_nonfinite: Callable[[Any], int] = lambda x: int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
+    preview: Callable[[Any, str], Any] = lambda x, quantisation: x[:PREVIEW_POINTS].float().numpy()
+    batches: Callable[[Any, int, Any], Any] = lambda x, size, device: (b.to(device) for b in x.split(size))
+    likelihood_input: Callable[[Any, torch.Generator], Any] = lambda x, generator: x
+    example_dataset: str | None = None
 
     def default_features_for(self, dataset: str | None) -> str:
         """The default feature space for data of ``dataset`` (None: a user's file)."""
@@ -121,11 +135,24 @@ class Modality:
                              f"use --features {self.default_features}")
 
 
+PREVIEW_IMAGES, PREVIEW_POINTS = 64, 2000  # what the store keeps per spec for the sample figures
+
+
+def dequantise_uniform(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Images on the 8-bit grid -> (u + U[0, 1)) / 128 - 1, U from ``generator`` (what image likelihoods score)."""
+    from genbench.metrics.likelihood import dequantise
+
+    return dequantise(x, generator)
+
+
 MODALITIES: Registry[Modality] = Registry("modality", package="genbench.data")
-MODALITIES.register(POINTS, Modality(POINTS, Samples, ("points",), "raw", lambda x, quantisation: x),
+MODALITIES.register(POINTS, Modality(POINTS, Samples, ("points",), "raw", lambda x, quantisation: x,
+                                     example_dataset="toy2d:8gaussians"),
                     description="float N x D points or feature vectors")
 MODALITIES.register(IMAGES, Modality(IMAGES, Samples, ("images", "points"), "inception",
-                                     lambda x, quantisation: images_to_uint8(x, quantisation)),
+                                     lambda x, quantisation: images_to_uint8(x, quantisation),
+                                     preview=lambda x, quantisation: images_to_uint8(x[:PREVIEW_IMAGES], quantisation).numpy(),
+                                     likelihood_input=dequantise_uniform, example_dataset="digits"),
                     description="float N x C x H x W in [-1, 1], uint8 for the extractors")
 
 

@@ -8,6 +8,9 @@ scaffold-test set TestSF: scaffolds absent from train), read from ``train.csv.gz
 
 ``moses-small`` is the same data with every split cut to a seeded random subset of at most
 20,000 molecules, for CPU-sized runs (train within minutes; FCD/SNN against 20,000 test molecules).
+``moses-sample`` ships with genbench (``genbench/data/moses_sample/``: seeded random 2,000 train, 500
+test and 500 test_scaffolds molecules of MOSES, MIT-licensed), so molecule code and the contract tests
+run offline without molsets; it is far too small to benchmark with.
 The strings are kept as MOSES ships them (canonical SMILES).
 """
 
@@ -65,13 +68,14 @@ class Moses(Dataset):
     splits = tuple(FILES)
     description = "MOSES molecules as SMILES (train 1.58M, test 176k, test_scaffolds 176k); from molsets or --data-root"
 
-    def __init__(self, name: str = "moses", subset: int | None = None):
+    def __init__(self, name: str = "moses", subset: int | None = None, folder: Path | None = None):
         self.name = name
         self.subset = subset
+        self.folder = folder  # a fixed folder of the split files (moses-sample), else --data-root / molsets
         self.shape = ()
 
     def locate(self, split: str, data_root: Path | None) -> Path:
-        dirs = candidate_dirs(data_root)
+        dirs = [self.folder] if self.folder is not None else candidate_dirs(data_root)
         for d in dirs:
             if (d / FILES[split]).is_file():
                 return d / FILES[split]
@@ -93,3 +97,5 @@ class Moses(Dataset):
 DATASETS.register("moses", Moses())
 DATASETS.register("moses-small", Moses("moses-small", SMALL_N),
                   description=f"MOSES with every split cut to a seeded random {SMALL_N:,} molecules (CPU-sized runs)")
+DATASETS.register("moses-sample", Moses("moses-sample", folder=Path(__file__).parent / "moses_sample"),
+                  description="2,000 train / 500 test MOSES molecules shipped with genbench (offline tests and demos)")

@@ -16,9 +16,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from genbench.data.base import MODALITIES, Modality
@@ -55,7 +58,18 @@ class Molecules:
         return h.hexdigest()
 
 
-MODALITIES.register(SMILES, Modality(SMILES, Molecules, (SMILES,), "chem", lambda x, quantisation: x, features_name_dataset=True),
+PREVIEW_SMILES = 64
+
+
+def _batches(x: tuple[str, ...], size: int, device) -> "Iterator[tuple[str, ...]]":
+    return (tuple(x[i:i + size]) for i in range(0, len(x), size))
+
+
+MODALITIES.register(SMILES, Modality(SMILES, Molecules, (SMILES,), "chem", lambda x, quantisation: x, features_name_dataset=True,
+                                     concat=lambda chunks: tuple(itertools.chain.from_iterable(chunks)),
+                                     count_nonfinite=lambda x: 0,  # a string is a result: validity is a metric
+                                     preview=lambda x, quantisation: np.asarray(x[:PREVIEW_SMILES], dtype=str),
+                                     batches=_batches, example_dataset="moses-sample"),
                     description="molecules as SMILES strings (token sequences)")
 
 

@@ -181,6 +181,19 @@ def sample_grids(rows: list["Row"], folder: Path, slug: str, previews: dict) -> 
     return links
 
 
+def sample_texts(rows: list["Row"], previews: dict, k: int = 8) -> list[str]:
+    """The first ``k`` kept SMILES (or other strings) of each row with text previews, as Markdown list items."""
+    lines = []
+    for r in sorted(rows, key=lambda r: (r.model, r.sampler, r.steps or 0, sorted(map(str, r.options.items())))):
+        samples = previews.get(r.key)
+        if samples is None or samples.ndim != 1 or samples.dtype.kind != "U":
+            continue
+        what = f"{r.model} / {r.sampler}" + (f" @ {r.steps}" if r.steps is not None else "") + options_label(r.options)
+        shown = ", ".join(f"`{s}`" if s else "(empty)" for s in samples[:k].tolist())
+        lines.append(f"- {what} (seed {r.seeds[0]}): {shown}")
+    return lines
+
+
 def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points: bool,
                   previews: dict | None = None) -> dict[str, str]:
     """Write the figures of one table into ``folder``; returns Markdown (name -> lines) linking them."""
@@ -201,6 +214,10 @@ def group_figures(rows: list["Row"], folder: Path, slug: str, title: str, points
     swept = sweep_figures(rows, folder, slug, title)  # metrics against each swept numeric sampling option
     if swept:
         out["sweeps"] = "\n".join(swept)
+    texts = sample_texts(rows, previews or {})
+    if texts:
+        out["sample-text"] = "\n".join(["<details><summary>Samples (the first 8 of each row's first seed, as generated)</summary>",
+                                        "", *texts, "", "</details>"])
     grids = sample_grids(rows, folder, slug, previews or {})
     if grids:
         out["samples"] = "\n".join(["<details><summary>Samples (the first of each row's first seed)</summary>", "",

@@ -32,7 +32,8 @@ from genbench.spec import OK, Record, frame_options, options_label, record_warni
 
 COLUMN_ORDER = ("fid", "fd_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "cmmd", "vendi",
                 "vendi_per_class", "authpct", "nn_ratio", "intra_fid", "class_consistency", "modes_captured", "high_quality",
-                "mode_kl", "bpd", "nll", "nfe", "sample_s_per_1k", "train_s")
+                "mode_kl", "validity", "unique@1k", "unique@10k", "novelty", "filters", "intdiv1", "intdiv2", "fcd", "snn",
+                "frag", "scaf", "bpd", "nll", "nfe", "sample_s_per_1k", "train_s")
 PAIRED_STD = {"kid_mean": "kid_std", "is_mean": "is_std"}
 HIDDEN = set(PAIRED_STD.values())
 LIKELIHOOD_KEYS = ("bpd", "nll")
@@ -422,6 +423,12 @@ def sort_metric(dataset: str, rows: list[Row], primary: str) -> str:
 
 
 def is_points(dataset: str, rows: list[Row]) -> bool:
+    """Whether a table holds points (toy 2-D data): the dataset's modality where it is registered, else guessed
+    (a toy2d name, or an NLL, which points report and images do not)."""
+    from genbench.data.base import DATASETS, POINTS
+
+    if dataset in DATASETS:
+        return DATASETS.get(dataset).modality == POINTS
     return dataset.startswith("toy2d:") or any("nll" in r.metrics for r in rows)
 
 
@@ -525,8 +532,8 @@ def render_group(ds: str, space: str, rows: list[Row], primary: str, figures: di
     if any("bpd" in r.metrics for r in rows):
         parts += [f"Likelihood: {CONVENTION}; the likelihood column says what kind of bound or estimate each row's is.", ""]
     if any("nll" in r.metrics for r in rows):
-        parts += ["`nll`: negative log-likelihood in nats per point; the likelihood column says whether it is exact, "
-                  "an ELBO/IWAE bound or an ODE estimate."]
+        parts += ["`nll`: negative log-likelihood in nats per example (a point; a molecule's whole SMILES string) on the "
+                  "reference split; the likelihood column says whether it is exact, an ELBO/IWAE bound or an ODE estimate."]
         true = sorted({r.nll_true for r in rows} - {None})
         if true:
             parts += [f"The reference points' NLL under the true density is {', '.join(fmt(t) for t in true)} nats "
@@ -584,9 +591,33 @@ def provenance_footer(records: list[Record]) -> list[str]:
     return [f"- {k}: {'; '.join(sorted(v))}" for k, v in vals.items()]
 
 
+def render_cited(cited: list[dict[str, Any]]) -> list[str]:
+    """The suite's cited rows (published numbers, never measured here) as a table of their own, each row's
+    source as a numbered note under it."""
+    if not cited:
+        return []
+    present = {k for row in cited for k in row["metrics"]}
+    rank = {k: i for i, k in enumerate(COLUMN_ORDER)}
+    cols = sorted(present, key=lambda k: (rank.get(k, len(rank)), k))
+    sources = list(dict.fromkeys(row["source"] for row in cited))
+    lines = ["## Cited baselines (published numbers, not measured by this run)", "",
+             "For scale only: these come from the sources below, with their own data, training and sample sizes, "
+             "so they are not comparable cell by cell with the measured tables above.", "",
+             "| model | dataset | " + " | ".join(f"{k} {arrow(k)}".strip() for k in cols) + " | source |",
+             "|---|---|" + "---:|" * len(cols) + "---|"]
+    for row in cited:
+        cells = [fmt(row["metrics"].get(k)) for k in cols]
+        lines.append(f"| {row['model']} | {row['dataset'] or '–'} | " + " | ".join(cells) + f" | [{sources.index(row['source']) + 1}] |")
+    lines.append("")
+    lines += [f"[{i}] {src}  " for i, src in enumerate(sources, 1)]
+    return lines + [""]
+
+
 def render_markdown(records: list[Record], suite_name: str, primary: str, description: str = "",
-                    figures: dict[tuple[str, str], dict[str, str]] | None = None) -> str:
-    """The leaderboard of ``records``; ``figures`` maps (dataset, space) to Markdown lines linking its figures."""
+                    figures: dict[tuple[str, str], dict[str, str]] | None = None,
+                    cited: list[dict[str, Any]] | None = None) -> str:
+    """The leaderboard of ``records``; ``figures`` maps (dataset, space) to Markdown lines linking its figures;
+    ``cited`` (a suite's ``cited:`` rows) is shown in a table of its own after the measured ones."""
     parts = [f"# genbench leaderboard: {suite_name}", ""]
     if description:
         parts += [description.strip(), ""]
@@ -605,6 +636,7 @@ def render_markdown(records: list[Record], suite_name: str, primary: str, descri
             if not spaces:
                 parts += [f"## {ds}", ""]
             parts += [f"- {r.status}: {r.spec.label()}: {r.error}" for r in failed] + [""]
+    parts += render_cited(cited or [])
     if records:
         parts += ["## Provenance", ""] + provenance_footer([r for r in records if r.status == OK] or records) + [""]
     return "\n".join(parts)
@@ -618,7 +650,7 @@ def write_leaderboard(records: list[Record], suite: Any, stem: Path, csv: bool =
 
     stem = Path(stem)
     links = write_figures(records, stem, suite.primary_metric, stored_previews(run_dir or stem.parent)) if figures else {}
-    md = render_markdown(records, suite.name, suite.primary_metric, suite.description, links)
+    md = render_markdown(records, suite.name, suite.primary_metric, suite.description, links, getattr(suite, "cited", None))
     atomic_write_bytes(stem.with_suffix(".md"), md.encode())
     if csv:
         frame: pd.DataFrame = records_to_frame(records)
@@ -660,6 +692,7 @@ class StoredSuite:
     name: str
     primary_metric: str = "fid"
     description: str = ""
+    cited: list = field(default_factory=list)
 
 
 def suite_of_records(records: list[Record]) -> StoredSuite:
@@ -670,7 +703,7 @@ def suite_of_records(records: list[Record]) -> StoredSuite:
             from genbench.suite import load_suite
 
             s = load_suite(names[0])
-            return StoredSuite(s.name, s.primary_metric, s.description)
+            return StoredSuite(s.name, s.primary_metric, s.description, s.cited)
         except Exception:  # noqa: BLE001 - a suite file that moved away: the store still has the numbers
             pass
     return StoredSuite(name)

@@ -23,8 +23,8 @@ LossFn = Callable[[torch.Tensor], torch.Tensor]  # minibatch -> scalar loss
 
 
 def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
-    """Re-initialise every Linear/Conv like torch's default (Kaiming-uniform, a=sqrt(5)), and every
-    Embedding (N(0, 1)), from ``generator``.
+    """Re-initialise every Linear/Conv like torch's default (Kaiming-uniform, a=sqrt(5)), every
+    Embedding (N(0, 1)) and every LSTM/GRU (U(-1/sqrt(hidden), 1/sqrt(hidden))), from ``generator``.
 
     Modules marked ``zero_init`` (output layers that start at zero) stay zero; norms get (1, 0).
     """
@@ -39,6 +39,10 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
             m.bias.data.zero_()
         elif isinstance(m, nn.Embedding):  # torch's default N(0, 1)
             m.weight.data.copy_(torch.randn(m.weight.shape, generator=generator))
+        elif isinstance(m, nn.RNNBase):  # LSTM/GRU: torch's default U(-1/sqrt(hidden), 1/sqrt(hidden)) for every weight
+            bound = 1.0 / math.sqrt(m.hidden_size)
+            for p in m.parameters(recurse=False):
+                p.data.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=generator))
 
 
 def _init_like_torch(m: nn.Module, generator: torch.Generator) -> None:
