@@ -54,6 +54,9 @@ class Aggregate(str, Enum):
 
 class BenchTarget(str, Enum):
     metrics = "metrics"
+    images = "images"
+    sampler = "sampler"
+    all = "all"
 
 
 def fail(message: str, code: int) -> None:
@@ -160,6 +163,7 @@ def eval_cmd(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Feature-extraction batch size."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Directory holding dataset files."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+    fast: bool = typer.Option(False, "--fast", help="Opt-in fast path of the feature network (channels_last; bfloat16 autocast on a GPU or an AMX/AVX512-BF16 CPU): not the exact numbers, recorded as fast_path (genbench bench images prints its deviation)."),
 ) -> None:
     """Metrics between two sample sets. Example: genbench eval samples/ dataset:digits:test --features domain:digits --json"""
     from genbench.api import evaluate
@@ -171,7 +175,8 @@ def eval_cmd(
         for m in names:
             METRICS.get(m)
     result = evaluate(input1, input2, features=features, weights=weights, metrics=names, n=n, seed=seed, device=device,
-                      batch_size=batch_size, bootstrap=bootstrap, kid_subset_size=kid_subset_size, data_root=data_root)
+                      batch_size=batch_size, bootstrap=bootstrap, kid_subset_size=kid_subset_size, data_root=data_root,
+                      fast=fast)
     if as_json:
         typer.echo(json.dumps(result, sort_keys=True, default=float))
         return
@@ -384,17 +389,29 @@ def train_features(
 @app.command()
 @handle_errors
 def bench(
-    target: BenchTarget = typer.Argument(BenchTarget.metrics, help="What to benchmark."),
-    n: int = typer.Option(5000, "--n", help="Samples per set."),
-    dim: int = typer.Option(2048, "--dim", help="Feature dimension."),
+    target: BenchTarget = typer.Argument(BenchTarget.metrics, help="What to benchmark: metrics (on features), images (folders to FID/KID/IS), sampler (DDIM loop), or all."),
+    n: int = typer.Option(5000, "--n", min=2, help="Feature rows per set (metrics)."),
+    fid_n: Optional[int] = typer.Option(None, "--fid-n", min=2, help="Feature rows per set for FID (metrics) [default: --n]."),
+    dim: int = typer.Option(2048, "--dim", min=1, help="Feature dimension (metrics)."),
+    images: int = typer.Option(100, "--images", min=10, help="PNGs per folder (images)."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Samples per batch (sampler)."),
+    steps: int = typer.Option(20, "--steps", min=1, help="DDIM steps (sampler)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
-    repeats: int = typer.Option(1, "--repeats", help="Timing repeats (the minimum is reported)."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="Timing repeats (the minimum is reported)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch and numpy [default: all]."),
+    profile: bool = typer.Option(False, "--profile", help="Profile genbench's side of each row that misses its target."),
+    publish: Optional[Path] = typer.Option(None, "--publish", help="Also write the table, device, versions and command to this Markdown file."),
 ) -> None:
-    """Time genbench against the reference packages on the same inputs. Example: genbench bench metrics --n 10000"""
+    """Time genbench against its peers (torch-fidelity, torchmetrics, clean-fid, pytorch-fid, prdc, diffusers) on the
+    same inputs in one process. Example: genbench bench all --images 100 --publish leaderboards/performance.md"""
     from genbench.bench import main as bench_main
     from genbench.runner import resolve_device
 
-    bench_main([target.value, "--n", str(n), "--dim", str(dim), "--device", resolve_device(device), "--repeats", str(repeats)])
+    argv = [target.value, "--n", str(n), "--dim", str(dim), "--images", str(images), "--batch", str(batch), "--steps",
+            str(steps), "--device", resolve_device(device), "--repeats", str(repeats)]
+    argv += (["--threads", str(threads)] if threads else []) + (["--profile"] if profile else [])
+    argv += ["--fid-n", str(fid_n)] if fid_n else []
+    bench_main(argv + (["--publish", str(publish)] if publish else []))
 
 
 @app.command()

@@ -95,8 +95,10 @@ def load_featureset(ref: str, n: int | None, seed: int, extractor, batch_size: i
 
 def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Path | None = None,
              metrics: list[str] | None = None, n: int | None = None, seed: int = 2020, device: str = "auto",
-             batch_size: int = 256, bootstrap: int = 0, kid_subset_size: int = 1000, data_root: str | Path | None = None) -> dict[str, Any]:
-    """Metrics of ``input1`` (generated) against ``input2`` (reference) as a flat dict."""
+             batch_size: int = 256, bootstrap: int = 0, kid_subset_size: int = 1000, data_root: str | Path | None = None,
+             fast: bool = False) -> dict[str, Any]:
+    """Metrics of ``input1`` (generated) against ``input2`` (reference) as a flat dict; ``fast``: the feature
+    network's opt-in fast path (``fast_path`` in the output, and a warning: not the exact numbers)."""
     from genbench.data.files import load_input
     from genbench.features.base import build_features
     from genbench.metrics import MetricOptions, default_metrics, evaluate_features
@@ -113,6 +115,8 @@ def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Pa
     s2 = None if stats_file is not None else load_input(input2, root)
     fname = resolve_eval_features(features, [s1, s2], [input1, input2], w, stats_file[2] if stats_file else None)
     extractor = build_features(fname, weights=w, device=dev)
+    if fast:
+        extractor.use_fast_path()
     f1 = load_featureset(input1, n, seed, extractor, batch_size, s1)
     f2 = load_featureset(input2, n, seed + 1, extractor, batch_size, s2, stats_file)
     check_dims(f1, f2)
@@ -128,8 +132,10 @@ def evaluate(input1: str, input2: str, features: str = "auto", weights: str | Pa
         out["ci"] = {k: list(v) for k, v in res.ci.items()}
     if res.info:
         out["info"] = res.info
-    if res.warnings:
-        out["warnings"] = res.warnings
+    warnings = list(res.warnings) + ([f"fast path ({extractor.fast_path}): features and metrics deviate from the "
+                                        "exact path; `genbench bench images` measures by how much"] if fast else [])
+    if warnings:
+        out["warnings"] = warnings
     return out
 
 

@@ -69,7 +69,7 @@ def test_fid_of_large_gaussian_samples_matches_closed_form():
 def test_fid_is_never_negative_and_says_when_it_clamps(monkeypatch):
     value, warnings = fid.clamp_fid(-3e-13)
     assert value == 0.0 and "clamped to 0" in warnings[0]
-    monkeypatch.setattr(fid, "statistics_to_fid", lambda *a: -2e-12)
+    monkeypatch.setattr(fid, "features_to_fid", lambda *a: -2e-12)  # what fid_compute calls
     x = torch.randn(50, 3, dtype=torch.float64)
     result = evaluate_features(["fid"], {"pool": x}, {"pool": x})
     assert result.values["fid"] == 0.0

@@ -70,6 +70,36 @@ def quiet_prdc(real: torch.Tensor, fake: torch.Tensor, k: int) -> dict:
 # ---------------------------------------------------------------- FID
 
 
+
+@pytest.mark.parametrize("n2, dim", [(300, 64), (40, 64)])  # sigma2 positive definite (Cholesky) / rank-deficient (eigh)
+def test_trace_sqrt_product_equals_the_eigvals_definition(n2, dim):
+    """tr((sigma1 sigma2)^(1/2)) by the symmetric form F^T sigma1 F equals torch-fidelity's definition,
+    the sum of sqrt(eigvals(sigma1 @ sigma2)), in float64 on the same statistics."""
+    from genbench.metrics.fid import covariance_factor, features_to_statistics, trace_sqrt_product
+
+    fake, real = features(200, n2, dim, torch.float64)
+    (_, sigma1), (_, sigma2) = features_to_statistics(fake), features_to_statistics(real)
+    factor = covariance_factor(sigma2)
+    assert torch.equal(factor, factor.tril()) == (n2 > dim)  # Cholesky's lower factor only when PD
+    expected = torch.sqrt(torch.linalg.eigvals(sigma1 @ sigma2)).real.sum().item()
+    # rank-deficient: the D - n2 + 1 zero eigenvalues come out as round-off ~1e-16, whose square
+    # roots (~1e-8 each, in either definition) bound the agreement
+    assert rel(trace_sqrt_product(sigma1, factor), expected) <= (1e-12 if n2 > dim else 1e-8)
+
+
+@pytest.mark.parametrize("n1, n2", [(30, 200), (200, 30), (40, 50)])
+def test_fid_from_a_thin_factor_equals_the_statistics_form(n1, n2):
+    """With a set of no more rows than dimensions, FID takes its centred features as the factor (an N x N
+    eigenproblem): the same value as from the statistics alone, and as torch-fidelity's."""
+    from genbench.metrics.fid import features_to_fid, features_to_statistics, statistics_to_fid
+
+    fake, real = features(n1, n2, 64, torch.float64)
+    stats = (*features_to_statistics(fake), *features_to_statistics(real))
+    thin = features_to_fid(*stats, fake, real)
+    # the statistics forms add sqrt(round-off) ~1e-8 for each of their D - N + 1 zero eigenvalues
+    assert rel(thin, statistics_to_fid(*stats)) <= RTOL
+    assert rel(thin, tf_fid_value(fake, real)) <= RTOL
+
 @pytest.mark.parametrize(
     "n1, n2, dim, dtype",
     [(1200, 1000, 64, torch.float32), (1500, 1800, 256, torch.float64), (300, 400, 512, torch.float32)],

@@ -37,18 +37,27 @@ class FeatureExtractor(ABC):
 
     weights_sha256: str | None = None
     standard: bool = True  # False when the weights are not the published ones
+    fast_path: str | None = None  # the opt-in fast path in use (``use_fast_path``), None: the exact path
 
     @abstractmethod
     def extract(self, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
         """Features of ``x`` (uint8 N x C x H x W, or float N x D for point inputs)."""
 
+    def use_fast_path(self) -> str:
+        """Switch to the opt-in fast path (faster, values not equal to the exact path's); returns what it does.
+        Extractors without one refuse."""
+        raise UsageError(f"features {self.name!r} have no fast path; drop --fast")
+
     def identity(self) -> dict:
-        return {
+        ident = {
             "features": self.name,
             "weights_sha256": self.weights_sha256,
             "preprocessing": self.preprocessing,
             "standard_weights": self.standard,
         }
+        if self.fast_path:  # only then: the exact path's identity (and cache keys) stay as they were
+            ident["fast_path"] = self.fast_path
+        return ident
 
 
 Factory = Callable[..., FeatureExtractor]

@@ -194,6 +194,27 @@ def features_in_batches(
     return {k: torch.cat(v, dim=0) for k, v in parts.items()}
 
 
+# -- the opt-in fast path (``genbench eval --fast``) ------------------------------------------------
+
+FAST_CHANNELS_LAST = "channels_last float32"
+FAST_BF16 = "channels_last + bfloat16 autocast"
+
+
+def fast_path_recipe(device: torch.device) -> str:
+    """What the fast path does on ``device``: bfloat16 autocast where the hardware computes in it (a
+    GPU; a CPU with AMX or AVX512-BF16), else channels_last alone (bfloat16 emulated on an AVX2 CPU
+    ran slower than float32: issue 11)."""
+    if device.type == "cuda":
+        return FAST_BF16
+    native_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    return FAST_BF16 if native_bf16 else FAST_CHANNELS_LAST
+
+
+def fast_autocast(device: torch.device, recipe: str | None):
+    """The autocast context of a fast-path ``recipe`` (a no-op for the exact path and channels_last alone)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe == FAST_BF16)
+
+
 # -- torch-fidelity networks with pretrained weights (inception, vgg16) ----------------------------
 
 NetBuilder = Callable[["io.BytesIO | None"], torch.nn.Module]  # weights bytes (None: download) -> network
@@ -249,7 +270,13 @@ class PretrainedFeatures(FeatureExtractor):
         return features_in_batches(self._forward, x, batch_size, self.device)
 
     def _forward(self, xb: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(self.feature_keys, self.net(xb)))
+        with fast_autocast(self.device, self.fast_path):
+            return dict(zip(self.feature_keys, self.net(xb)))
+
+    def use_fast_path(self) -> str:
+        self.fast_path = fast_path_recipe(self.device)
+        self.net = self.net.to(memory_format=torch.channels_last)
+        return self.fast_path
 
     def identity(self) -> dict:
         import torch_fidelity

@@ -28,9 +28,9 @@ from genbench.metrics.base import (
 )
 from genbench.metrics.fid import (
     features_to_statistics,
-    fid_with_reference_sqrt,
+    fid_with_reference_factor,
     rank_warning,
-    symmetric_sqrt,
+    covariance_factor,
 )
 
 INTRA_FID = register_key("intra_fid", False, "FID per class averaged over classes (Miyato & Koyama 2018)",
@@ -53,20 +53,20 @@ def shared_classes(fake_labels: torch.Tensor, real_labels: torch.Tensor) -> list
 
 
 def per_class_reference(real: torch.Tensor, real_labels: torch.Tensor, classes: list[int]) -> dict[int, tuple]:
-    """{class: (mu [D], sigma [D, D], sigma^(1/2) [D, D])} of the reference features of each class."""
+    """{class: (mu [D], sigma [D, D], F [D, D] with sigma = F F^T)} of the reference features of each class."""
     out = {}
     for c in classes:
         mu, sigma = features_to_statistics(real[real_labels == c])
-        out[c] = (mu, sigma, symmetric_sqrt(sigma))
+        out[c] = (mu, sigma, covariance_factor(sigma))
     return out
 
 
 def intra_fid_of(fake: torch.Tensor, fake_labels: torch.Tensor, reference: dict[int, tuple]) -> tuple[float, dict[int, float]]:
     """Mean over classes of FID(generated of class c, reference of class c), and the per-class values."""
     per_class = {}
-    for c, (mu2, sigma2, sigma2_sqrt) in reference.items():
+    for c, (mu2, sigma2, sigma2_factor) in reference.items():
         mu1, sigma1 = features_to_statistics(fake[fake_labels == c])
-        per_class[c] = max(fid_with_reference_sqrt(mu1, sigma1, mu2, sigma2, sigma2_sqrt), 0.0)
+        per_class[c] = max(fid_with_reference_factor(mu1, sigma1, mu2, sigma2, sigma2_factor), 0.0)
     return sum(per_class.values()) / len(per_class), per_class
 
 

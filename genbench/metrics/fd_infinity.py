@@ -38,10 +38,10 @@ from genbench.metrics.base import (
 )
 from genbench.metrics.fid import (
     features_to_statistics,
-    fid_with_reference_sqrt,
+    fid_with_reference_factor,
     rank_warning,
     statistics_from_mapping,
-    symmetric_sqrt,
+    covariance_factor,
 )
 
 FD_INF = register_key("fd_inf", False, "FID extrapolated to infinite n, linear in 1/n (Chong & Forsyth 2020)")
@@ -108,13 +108,13 @@ def fd_infinity(
 ) -> tuple[float, dict]:
     """FD-infinity of generated features [N, D] against reference statistics, with the fit's points."""
     sizes = fd_inf_sizes(len(fake), options.fd_inf_points, fake.shape[1])
-    sigma2_sqrt = symmetric_sqrt(sigma2)
+    sigma2_factor = covariance_factor(sigma2)
     generator = torch.Generator().manual_seed(options.seed)
     fids = []
     for n in sizes:
         subset = torch.randperm(len(fake), generator=generator)[:n].to(fake.device)
         mu1, sigma1 = features_to_statistics(fake[subset])
-        fids.append(max(fid_with_reference_sqrt(mu1, sigma1, mu2, sigma2, sigma2_sqrt), 0.0))
+        fids.append(max(fid_with_reference_factor(mu1, sigma1, mu2, sigma2, sigma2_factor), 0.0))
     intercept, slope = fit_line_in_inverse_n(sizes, fids)
     return intercept, {"fd_inf_sizes": sizes, "fd_inf_fids": fids, "fd_inf_slope": slope}
 

@@ -1,0 +1,3 @@
+from genbench.bench import main
+
+raise SystemExit(main())
