@@ -152,7 +152,10 @@ def test_eval_cli_end_to_end_names_the_space(dino_weights, tmp_path):
     fe = build_features("dinov2:vits14", weights=dino_weights)
     fa, fb = fe.extract(a)[POOL], fe.extract(b)[POOL]
     fd = statistics_to_fid(*features_to_statistics(fa), *features_to_statistics(fb))
-    assert out["fd_dinov2"] == pytest.approx(fd, rel=1e-6)
+    # n = 12 and 10 against d = 384: both covariances are rank-deficient, and eval's FID takes the N x N form of
+    # the features while statistics_to_fid takes the D x D statistics; the two agree to round-off amplified by
+    # the rank deficiency (1.7e-6 relative measured)
+    assert out["fd_dinov2"] == pytest.approx(fd, rel=1e-5)
     assert out["vendi_dinov2"] == pytest.approx(vendi_score(fa), rel=1e-9)
     # which k each k-NN table used: precision/recall k = 3 (torch-fidelity), density/coverage k = 5 (prdc, dgm-eval)
     assert out["info"]["space"] == "dinov2" and out["info"]["prc_k"] == 3 and out["info"]["dc_k"] == 5
