@@ -292,3 +292,14 @@ def test_a_figure_that_cannot_be_drawn_costs_nothing_but_itself(store_dir, monke
     md = write_leaderboard_from_store(store_dir)[0].read_text()
     assert "figures of this table could not be drawn (ValueError: no backend)" in md
     assert "| diffusion-mlp" in md and "## Provenance" in md
+
+
+def test_provenance_names_each_command_that_computed_the_numbers():
+    from genbench.report.leaderboard import provenance_footer
+
+    a = rec(spec(), {"fid": 1.0}, argv=["/usr/bin/genbench", "run", "--suite", "digits", "--publish"])
+    b = rec(spec(seed=1), {"fid": 2.0}, argv=["/x/genbench/__main__.py", "run", "--suite", "w2.yaml"])
+    c = rec(spec(seed=2), {"fid": 3.0})  # a record made by hand has no command
+    lines = provenance_footer([a, b, c])
+    command = [line for line in lines if line.startswith("- command:")]
+    assert command == ["- command: `genbench run --suite digits --publish`; `genbench run --suite w2.yaml`"]

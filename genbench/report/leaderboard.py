@@ -588,6 +588,8 @@ def provenance_footer(records: list[Record]) -> list[str]:
         vals["features"].add(f"{p.get('features')} (weights sha256 {weights[:12] if weights else 'none'}, "
                              f"preprocessing {p.get('preprocessing')}){std}")
         vals["samples"].add(f"n_fake {p.get('n_fake')}, n_real {p.get('n_real')} ({p.get('reference_split')} split)")
+        if p.get("argv"):  # the command that computed the record (a store filled by several commands lists each)
+            vals["command"].add("`genbench " + " ".join(str(a) for a in p["argv"][1:]) + "`")
     return [f"- {k}: {'; '.join(sorted(v))}" for k, v in vals.items()]
 
 
