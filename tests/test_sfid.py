@@ -55,7 +55,9 @@ def test_sfid_is_frechet_distance_on_them(sfid_fe):
     res = evaluate_features(["fid"], fake, real, MetricOptions(), space=sfid_fe.space)
     assert set(res.values) == {"sfid"}
     expect = statistics_to_fid(*features_to_statistics(fake[POOL]), *features_to_statistics(real[POOL]))
-    assert res.values["sfid"] == pytest.approx(max(expect, 0.0), rel=1e-9)
+    # 5 and 6 samples in 2,023 dimensions: FID takes the N x N form of the features, statistics_to_fid the
+    # D x D statistics; rank-deficient covariances make the two agree to round-off only (1e-7 relative measured)
+    assert res.values["sfid"] == pytest.approx(max(expect, 0.0), rel=1e-6)
     assert higher_is_better("sfid") is False
 
 
