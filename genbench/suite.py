@@ -168,11 +168,8 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Suite:
 def check_cited(rows: Any, where: str) -> list[dict[str, Any]]:
     """A suite's ``cited:`` rows: published numbers with their source, shown apart from measured rows.
     Each row has a model and a source (strings), an optional dataset, and metrics mapping metric keys to numbers."""
-    from genbench.metrics.base import KEYS, METRICS, metric_key
-
     if rows is None:
         return []
-    METRICS.names()  # registers every metric's keys
     if not isinstance(rows, list):
         raise UsageError(f"cited in {where} must be a list of rows {{model, dataset, source, metrics}}; got {rows!r}")
     out = []
@@ -190,13 +187,25 @@ def check_cited(rows: Any, where: str) -> list[dict[str, Any]]:
         if not isinstance(metrics, dict) or not metrics:
             raise UsageError(f"{at} needs 'metrics': a mapping of metric keys to numbers, e.g. {{fcd: 0.3233}}")
         for key, value in metrics.items():
-            if metric_key(str(key)) is None:
-                check_choice(str(key), sorted(KEYS), f"metric key of {at}")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UsageError(f"{at}: metric {key!r} must be a number; got {value!r}")
         out.append({"model": row["model"], "dataset": str(row.get("dataset") or ""), "source": row["source"].strip(),
                     "metrics": {str(k): float(v) for k, v in metrics.items()}})
     return out
+
+
+def check_cited_metrics(cited: list[dict[str, Any]], suite: str) -> None:
+    """Each cited row's metric keys are known ones (checked at expansion, like the primary metric: the
+    metrics import torch, which loading a suite for `genbench ls suites` does not)."""
+    from genbench.metrics.base import KEYS, METRICS, metric_key
+
+    if not cited:
+        return
+    METRICS.names()  # registers every metric's keys
+    for i, row in enumerate(cited):
+        for key in row["metrics"]:
+            if metric_key(key) is None:
+                check_choice(key, sorted(KEYS), f"metric key of suite {suite}, cited[{i}]")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -258,6 +267,7 @@ def plan_suite(suite: Suite, seed: int | None = None, seeds: list[int] | None = 
     if seed is not None:
         override = check_seeds([seed], "--seed")
     check_primary_metric(suite.primary_metric, suite.name)
+    check_cited_metrics(suite.cited, suite.name)
     plan = Plan([])
     seen: set[str] = set()
     for i, grid in enumerate(suite.runs):
