@@ -39,3 +39,24 @@ def test_a_failing_spec_is_stored_logged_and_the_run_goes_on(tmp_path, monkeypat
     with Reporter(2, enabled=False, quiet=True) as reporter:
         again = run_specs([spec(1), spec(0)], store, RunContext(reporter=reporter))
     assert [r.spec.seed for r in again] == [1]
+
+
+def test_a_cell_another_process_finished_meanwhile_is_skipped(tmp_path, monkeypatch):
+    # two workers on one store: what one finishes while the other runs is not computed twice
+    store = ResultsStore(tmp_path / "run")
+    ran = []
+
+    def fake_cell(cell, ctx):
+        ran.append(cell[0].seed)
+        if cell[0].seed == 0:  # meanwhile, "another process" stores seed 1's record
+            store.put(runner.Record(spec(1), OK, {"fid": 1.0}))
+        return [runner.Record(cell[0], OK, {"fid": 0.5})]
+
+    monkeypatch.setattr(runner, "run_cell", fake_cell)
+    records = run_specs([spec(0), spec(1), spec(2)], store, RunContext())
+    assert ran == [0, 2] and [r.spec.seed for r in records] == [0, 2]
+    assert {r.spec.seed for r in store.records()} == {0, 1, 2}
+    # with --rerun every spec runs, whatever the store holds
+    ran.clear()
+    run_specs([spec(0), spec(1)], store, RunContext(), rerun=True)
+    assert ran == [0, 1]
