@@ -347,7 +347,8 @@ def run_specs(specs: list[RunSpec], store: ResultsStore, ctx: RunContext, rerun:
     todo = pending_specs(specs, store, rerun)
     records = []
     for cell in sampling_groups(todo):  # specs of one cell in several feature spaces: one sampling pass
-        if not rerun and len(todo) > 1 and {s.key for s in cell} <= store.done_keys():
+        keys = {s.key for s in cell}
+        if not rerun and len(todo) > 1 and keys <= store.done_keys(among=keys):
             continue  # another process writing this store (a second worker on the suite) finished it meanwhile
         for spec in cell:
             if ctx.reporter:

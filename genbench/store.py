@@ -18,7 +18,7 @@ import json
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
@@ -165,11 +165,16 @@ class ResultsStore:
             )
             con.execute("COMMIT")
 
-    def done_keys(self) -> set[str]:
+    def done_keys(self, among: Iterable[str] | None = None) -> set[str]:
         """Keys of specs that finished successfully under the current NUMERICS_VERSION (a run skips
-        these; an ok record of older numerics is computed again)."""
+        these; an ok record of older numerics is computed again); ``among``: only those of these keys
+        (one indexed lookup each, not a read of the whole store)."""
+        query = "SELECT key, provenance_json FROM records WHERE status = ?"
         with self._connect() as con:
-            rows = con.execute("SELECT key, provenance_json FROM records WHERE status = ?", (OK,)).fetchall()
+            if among is None:
+                rows = con.execute(query, (OK,)).fetchall()
+            else:
+                rows = [row for key in among for row in con.execute(query + " AND key = ?", (OK, key)).fetchall()]
         return {key for key, prov in rows if numerics_version(json.loads(prov)) >= NUMERICS_VERSION}
 
     def records(self) -> list[Record]:
