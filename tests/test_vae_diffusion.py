@@ -185,13 +185,15 @@ def test_unknown_sampler_is_a_usage_error_naming_the_known_ones():
 @pytest.mark.parametrize("family, config", [
     ("diffusion", {"net": "mlp", "width": 32, "depth": 1}),
     ("diffusion", {"net": "unet", "width": 8, "depth": 1}),
+    ("diffusion", {"net": "mlp", "width": 32, "depth": 2, "mlp_conditioning": "scale_shift"}),
+    ("ddpm", {"net": "mlp", "width": 32, "depth": 2, "mlp_conditioning": "scale_shift", "prediction_type": "v_prediction"}),
     ("vae", {"hidden": 32, "depth": 1}),
 ])
 def test_image_models_train_sample_and_score_in_range(family, config):
     x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     model = build_model(family, (1, 8, 8), IMAGES, num_classes=10, **config)
     model.fit(Samples(x, None, IMAGES), TrainBudget(steps=3, batch_size=16), torch.Generator().manual_seed(0))
-    sampler = "euler" if family == "diffusion" else "native"
+    sampler = "native" if family == "vae" else "euler"
     samples, _ = model.sample(SeededNoise.for_run(0, 5), sampler, 2)
     assert samples.shape == (5, 1, 8, 8) and float(samples.abs().max()) <= 1.0
     if family == "vae":
@@ -209,6 +211,25 @@ def test_mlp_conditioning_is_checked():
     assert mlp(torch.randn(5, 3), torch.randn(5, 4)).shape == (5, 2)
     with pytest.raises(ValueError, match="cond"):
         mlp(torch.randn(5, 3))
+
+
+def test_scale_shift_conditioning_follows_its_formula():
+    """h <- h + SiLU(LayerNorm(W h) (1 + scale) + shift) per layer, scale and shift projected from the condition."""
+    g = torch.Generator().manual_seed(0)
+    mlp = MLP(3, 2, hidden=8, depth=2, cond_dim=4, conditioning="scale_shift")
+    x, c = torch.randn(5, 3, generator=g), torch.randn(5, 4, generator=g)
+    s0, b0, s1, b1 = mlp.cond(c).chunk(4, dim=-1)
+    ln = torch.nn.functional.layer_norm
+    h = torch.nn.functional.silu(ln(mlp.layers[0](x), (8,)) * (1 + s0) + b0)
+    h = h + torch.nn.functional.silu(ln(mlp.layers[1](h), (8,)) * (1 + s1) + b1)
+    torch.testing.assert_close(mlp(x, c), mlp.out(h), rtol=1e-5, atol=1e-6)
+    # the default (additive) keeps its parameter shapes, so checkpoints saved before the option load unchanged
+    assert MLP(3, 2, hidden=8, depth=2, cond_dim=4).cond.weight.shape == (16, 4)
+    assert mlp.cond.weight.shape == (32, 4)
+    with pytest.raises(UsageError, match="scale_shift"):
+        MLP(3, 2, hidden=8, depth=2, cond_dim=4, conditioning="film")
+    with pytest.raises(UsageError, match="scale_shift"):
+        build_model("ddpm", (2,), POINTS, mlp_conditioning="film")
 
 
 # -- VAE pieces -----------------------------------------------------------------------------------

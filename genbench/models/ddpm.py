@@ -9,6 +9,12 @@ Algorithm 1, L_simple): t ~ U{0, ..., T-1}, x_t = sqrt(alpha_bar_t) x_0 + sqrt(1
 sqrt(1 - alpha_bar) x_0 (``v_prediction``, Salimans and Ho 2022). Images are uniformly dequantised
 (``dequantize``), so samples map back to 8 bits by floor. EMA weights per the budget's ``ema``.
 
+Network: ``net`` ``mlp`` (points, small images), ``unet`` or ``auto``; the MLP's ``mlp_conditioning`` is
+``shift`` (additive time embedding) or ``scale_shift`` (``genbench.models.nets.mlp``). An MLP with
+epsilon prediction on 784 pixels (mnist5k) failed: its eps error near t = T, multiplied by
+1 / sqrt(alpha_bar_T) = 158 in the x_0 estimate, sent DDIM's trajectory far out of range (FID 5,029).
+v-prediction is bounded at every t (x_0 = sqrt(ab) x_t - sqrt(1 - ab) v), so the mnist5k recipe uses it.
+
 Sampling: ``vp`` samplers (ddpm, ddpm_beta, euler_maruyama, ddim, pndm, ...) walk
 ``timestep_spacing`` timesteps (default ``trailing``); ``clip_denoised`` (default off) clamps their x_0
 predictions of images to [-1, 1] as Ho et al. do. Off by default because on genbench's digits DDPM it
@@ -104,13 +110,15 @@ class DDPM(GenerativeModel):
 
     def __init__(self, data_shape, modality, num_classes=None, net: str = "auto", width: int | None = None,
                  depth: int | None = None, channel_mult: tuple[int, ...] | list[int] = (1, 2), emb_dim: int = 64,
-                 dropout: float = 0.0, beta_schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02,
+                 dropout: float = 0.0, mlp_conditioning: str = "shift", beta_schedule: str = "linear",
+                 beta_start: float = 1e-4, beta_end: float = 0.02,
                  num_train_timesteps: int = 1000, prediction_type: str = "epsilon", timestep_spacing: str = "trailing",
                  sigma_schedule: str = "karras", rho: float = 7.0, clip_denoised: bool = False, dequantize: bool = True,
                  likelihood: str = "vlb", vlb_timesteps: int | None = None, exact_divergence_dims: int = 16,
                  likelihood_tol: float = 1e-5):
         super().__init__(data_shape, modality, num_classes, net=net, width=width, depth=depth,
-                         channel_mult=list(channel_mult), emb_dim=emb_dim, dropout=dropout, beta_schedule=beta_schedule,
+                         channel_mult=list(channel_mult), emb_dim=emb_dim, dropout=dropout,
+                         mlp_conditioning=mlp_conditioning, beta_schedule=beta_schedule,
                          beta_start=beta_start, beta_end=beta_end, num_train_timesteps=num_train_timesteps,
                          prediction_type=prediction_type, timestep_spacing=timestep_spacing,
                          sigma_schedule=sigma_schedule, rho=rho, clip_denoised=clip_denoised, dequantize=dequantize,
@@ -154,7 +162,8 @@ class DDPM(GenerativeModel):
         if self.kind == "mlp":
             d = math.prod(self.data_shape)
             return TimeConditionedMLP(d, d, hidden=c["width"] or 256, depth=c["depth"] or 4, emb_dim=c["emb_dim"],
-                                      t_scale=t_scale, dropout=c["dropout"], num_classes=k)
+                                      t_scale=t_scale, dropout=c["dropout"], num_classes=k,
+                                      conditioning=c["mlp_conditioning"])
         return UNet(self.data_shape[0], channels=c["width"] or 64, channel_mult=tuple(c["channel_mult"]),
                     num_res_blocks=c["depth"] or 2, attn_levels=(len(c["channel_mult"]) - 1,), t_scale=t_scale,
                     dropout=c["dropout"], num_classes=k)

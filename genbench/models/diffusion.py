@@ -19,7 +19,8 @@ sigma_max to sigma_min, then 0, and the EMA weights. Likelihood: the probability
 (``genbench.samplers.ode.pf_ode_log_likelihood``), nats per example of the data as given.
 
 Network: ``net="mlp"`` (points and flattened small images), ``"unet"`` (images), or ``"auto"``
-(MLP for points and for images of at most 64 pixels per channel, else UNet).
+(MLP for points and for images of at most 64 pixels per channel, else UNet). ``mlp_conditioning``:
+``shift`` (additive time embedding, the default) or ``scale_shift`` (``genbench.models.nets.mlp``).
 """
 
 from __future__ import annotations
@@ -83,12 +84,14 @@ class EDMDiffusion(GenerativeModel):
                  depth: int | None = None, channel_mult: tuple[int, ...] | list[int] = (1, 2), emb_dim: int = 64,
                  sigma_data: float = EDM_SIGMA_DATA, sigma_min: float | None = None, sigma_max: float | None = None,
                  rho: float = 7.0, schedule: str = "karras", p_mean: float = -1.2, p_std: float = 1.2,
-                 dropout: float = 0.0, dequantize: bool = True, exact_divergence_dims: int = 16,
+                 dropout: float = 0.0, mlp_conditioning: str = "shift", dequantize: bool = True,
+                 exact_divergence_dims: int = 16,
                  likelihood_tol: float = 1e-5):
         super().__init__(data_shape, modality, num_classes, net=net, width=width, depth=depth,
                          channel_mult=list(channel_mult), emb_dim=emb_dim, sigma_data=sigma_data, sigma_min=sigma_min,
                          sigma_max=sigma_max, rho=rho, schedule=schedule, p_mean=p_mean, p_std=p_std,
-                         dropout=dropout, dequantize=dequantize, exact_divergence_dims=exact_divergence_dims,
+                         dropout=dropout, mlp_conditioning=mlp_conditioning, dequantize=dequantize,
+                         exact_divergence_dims=exact_divergence_dims,
                          likelihood_tol=likelihood_tol)
         check_choice(schedule, sorted(SCHEDULES), "sigma schedule")
         if not sigma_data > 0:
@@ -121,7 +124,8 @@ class EDMDiffusion(GenerativeModel):
         if self.kind == "mlp":
             d = math.prod(self.data_shape)
             return TimeConditionedMLP(d, d, hidden=c["width"] or 256, depth=c["depth"] or 4, emb_dim=c["emb_dim"],
-                                      dropout=c["dropout"], num_classes=k)
+                                      dropout=c["dropout"], num_classes=k,
+                                      conditioning=c["mlp_conditioning"])
         return UNet(self.data_shape[0], channels=c["width"] or 64, channel_mult=tuple(c["channel_mult"]),
                     num_res_blocks=c["depth"] or 2, attn_levels=(len(c["channel_mult"]) - 1,), dropout=c["dropout"],
                     num_classes=k)
