@@ -303,3 +303,23 @@ def test_provenance_names_each_command_that_computed_the_numbers():
     lines = provenance_footer([a, b, c])
     command = [line for line in lines if line.startswith("- command:")]
     assert command == ["- command: `genbench run --suite digits --publish`; `genbench run --suite w2.yaml`"]
+
+
+def test_records_of_an_edited_recipe_supersede_the_old_ones_and_are_never_averaged_with_them():
+    """A store that holds a cell under two recipe hashes (the recipe was edited between runs) shows the
+    newest hash's records only, every seed of it, and says how many it left out."""
+    old = [Record(spec(dataset="toy2d:8gaussians", model="flow-mlp", family="flow", sampler="native", steps=None,
+                       seed=seed, features="raw", recipe_hash="old"), OK, {"fid": 100.0 + seed, "nfe": 1.0},
+                  created_at="2026-01-01T00:00:00+00:00") for seed in (0, 1, 2)]
+    new = [Record(spec(dataset="toy2d:8gaussians", model="flow-mlp", family="flow", sampler="native", steps=None,
+                       seed=seed, features="raw", recipe_hash="new"), OK, {"fid": 1.0 + seed, "nfe": 1.0},
+                  created_at="2026-02-01T00:00:00+00:00") for seed in (0, 1)]
+    other = Record(spec(dataset="toy2d:8gaussians", model="gan-mlp", family="gan", sampler="native", steps=None,
+                        features="raw", recipe_hash="old"), OK, {"fid": 50.0, "nfe": 1.0}, created_at="2026-01-01T00:00:00+00:00")
+    md = render_markdown(old + new + [other], "unit", "fid")
+    row = next(line for line in md.splitlines() if line.startswith("| flow-mlp"))
+    # mean of the new hash's two seeds (1.0, 2.0), not of all five records (which would be 40.8)
+    assert "| 2 (0, 1) | **1.5 ± 0.71** |" in row
+    assert "Left out: 3 records of an earlier version of a recipe" in md and "toy2d:8gaussians | flow-mlp" in md
+    assert any(line.startswith("| gan-mlp") for line in md.splitlines())  # one hash only: kept, whatever its age
+    assert "Left out" not in render_markdown(new + [other], "unit", "fid")

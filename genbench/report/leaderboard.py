@@ -18,6 +18,7 @@ are written beside the Markdown and linked from it.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
@@ -619,7 +620,9 @@ def render_markdown(records: list[Record], suite_name: str, primary: str, descri
                     figures: dict[tuple[str, str], dict[str, str]] | None = None,
                     cited: list[dict[str, Any]] | None = None) -> str:
     """The leaderboard of ``records``; ``figures`` maps (dataset, space) to Markdown lines linking its figures;
-    ``cited`` (a suite's ``cited:`` rows) is shown in a table of its own after the measured ones."""
+    ``cited`` (a suite's ``cited:`` rows) is shown in a table of its own after the measured ones. Records
+    superseded by a newer version of their recipe (``newest_records``) are left out and counted."""
+    records, superseded = newest_records(records)
     parts = [f"# genbench leaderboard: {suite_name}", ""]
     if description:
         parts += [description.strip(), ""]
@@ -641,7 +644,38 @@ def render_markdown(records: list[Record], suite_name: str, primary: str, descri
     parts += render_cited(cited or [])
     if records:
         parts += ["## Provenance", ""] + provenance_footer([r for r in records if r.status == OK] or records) + [""]
+        if superseded:
+            parts += [f"- Left out: {plural_records(superseded)} of an earlier version of a recipe (same cell, "
+                      "another recipe hash), superseded by the newest: "
+                      + ", ".join(sorted({f"{r.spec.dataset} | {r.spec.model}" for r in superseded})) + ".", ""]
     return "\n".join(parts)
+
+
+def plural_records(records: list[Record]) -> str:
+    return f"{len(records)} record" + ("" if len(records) == 1 else "s")
+
+
+def cell_identity(spec: Any) -> str:
+    """A cell whatever version of its recipe and seed: the spec without ``recipe_hash``, ``seed`` and ``suite``."""
+    d = spec.to_dict()
+    for k in ("recipe_hash", "seed", "suite"):
+        d.pop(k, None)
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def newest_records(records: list[Record]) -> tuple[list[Record], list[Record]]:
+    """(kept, superseded): of the records of one cell (every seed) under different recipe hashes (a recipe
+    edited between runs into one store) only those of the newest record's hash are kept, so a table never
+    averages two versions of a model as if they were seeds. Without an edited recipe nothing is left out."""
+    newest: dict[str, tuple[str, str]] = {}  # cell -> (created_at, recipe_hash) of its newest record
+    for r in records:
+        ident = cell_identity(r.spec)
+        if ident not in newest or r.created_at > newest[ident][0]:
+            newest[ident] = (r.created_at, r.spec.recipe_hash)
+    kept, dropped = [], []
+    for r in records:
+        (kept if r.spec.recipe_hash == newest[cell_identity(r.spec)][1] else dropped).append(r)
+    return kept, dropped
 
 
 def write_leaderboard(records: list[Record], suite: Any, stem: Path, csv: bool = True, figures: bool = True,
@@ -651,11 +685,12 @@ def write_leaderboard(records: list[Record], suite: Any, stem: Path, csv: bool =
     from genbench.store import records_to_frame
 
     stem = Path(stem)
-    links = write_figures(records, stem, suite.primary_metric, stored_previews(run_dir or stem.parent)) if figures else {}
+    kept = newest_records(records)[0]  # the Markdown counts what is left out; figures and CSV show the kept
+    links = write_figures(kept, stem, suite.primary_metric, stored_previews(run_dir or stem.parent)) if figures else {}
     md = render_markdown(records, suite.name, suite.primary_metric, suite.description, links, getattr(suite, "cited", None))
     atomic_write_bytes(stem.with_suffix(".md"), md.encode())
     if csv:
-        frame: pd.DataFrame = records_to_frame(records)
+        frame: pd.DataFrame = records_to_frame(kept)
         atomic_write_bytes(stem.with_suffix(".csv"), frame.to_csv(index=False).encode())
     return stem.with_suffix(".md")
 
