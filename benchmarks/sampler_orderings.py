@@ -8,7 +8,8 @@ deviation where there are several), the NFE of each side and the verdict (lower 
 
 - DDIM (eta = 0) against DDPM ancestral at equal steps (Song et al. 2021, Table 1: better at 10-100 steps);
 - Heun against Euler at about equal NFE (Karras et al. 2022: Heun's 2N - 1 calls against Euler's 2N);
-- DPM-Solver (orders 1-3, and DPM-Solver++ 2M) at 8-20 NFE against DDIM at the nearest NFE (Lu et al. 2022);
+- DPM-Solver (orders 1-3, and DPM-Solver++ 2M) at 8-20 NFE against DDIM at the nearest NFE (Lu et al. 2022),
+  and against Euler on the same Karras sigmas (DDIM in sigma form, so only the solver differs);
 - consistency distillation against consistency training at 1, 2 and 4 steps (Song et al. 2023).
 
 Welch's t-test p-value where both sides have two or more seeds.
@@ -104,6 +105,14 @@ def orderings(df: pd.DataFrame, metric: str) -> list[str]:
             if s is not None and 8 <= s["nfe"] <= 20:
                 rows.append(compare(f"{ddpm}, NFE {s['nfe']:.0f}", s, nearest_nfe(c, ddpm, "ddim", s["nfe"]),
                                     "DPM-Solver <= DDIM"))
+    # DDIM is Euler on the sigma-form ODE (Karras et al. 2022, Sec. 3): Euler on the solvers' own sigmas is
+    # DDIM without the difference in timesteps (the ddim sampler walks the trailing discrete ones)
+    for solver in ("dpm_solver_2", "dpm_solver_3", "dpmpp_2m"):
+        for steps in (4, 8, 16):
+            s = lookup(c, ddpm, solver, steps)
+            if s is not None and 8 <= s["nfe"] <= 20:
+                rows.append(compare(f"{ddpm}, NFE {s['nfe']:.0f}, same sigmas", s, nearest_nfe(c, ddpm, "euler", s["nfe"]),
+                                    "DPM-Solver <= DDIM (as Euler)"))
     for steps in (1, 2, 4):
         rows.append(compare(f"{steps} step(s)", lookup(c, "consistency_distillation", "consistency", steps),
                             lookup(c, "consistency", "consistency", steps), "CD < CT"))
