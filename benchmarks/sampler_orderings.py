@@ -12,7 +12,8 @@ deviation where there are several), the NFE of each side and the verdict (lower 
   and against Euler on the same Karras sigmas (DDIM in sigma form, so only the solver differs);
 - consistency distillation against consistency training at 1, 2 and 4 steps (Song et al. 2023).
 
-Welch's t-test p-value where both sides have two or more seeds.
+Verdicts: "holds" / "does not hold" where Welch's t-test across seeds gives p < 0.05, "level" where it does
+not, and "(one seed: no test)" where a side has a single seed.
 """
 
 from __future__ import annotations
@@ -68,11 +69,12 @@ def compare(label: str, a: pd.Series | None, b: pd.Series | None, claim: str) ->
         return None
     ma, mb = sum(a["values"]) / len(a["values"]), sum(b["values"]) / len(b["values"])
     p = welch_p(pd.Series(a["values"]), pd.Series(b["values"]))
-    verdict = "holds" if ma < mb else "does not hold"
-    if p is not None and p >= 0.05:
-        verdict += f" (not significant, p = {p:.2f})"
-    elif p is not None:
-        verdict += f" (p = {p:.3f})"
+    if p is None:
+        verdict = ("holds" if ma < mb else "does not hold") + " (one seed: no test)"
+    elif p >= 0.05:
+        verdict = f"level ({'lower' if ma < mb else 'higher'}, not significant: p = {p:.2f})"
+    else:
+        verdict = ("holds" if ma < mb else "does not hold") + f" (p = {p:.3f})"
     nfe = f"{a['nfe']:.0f} / {b['nfe']:.0f}"
     def side(r: pd.Series) -> str:
         opts = f" {r['options']}" if r["options"] else ""
