@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genbench.registry import check_choice
 from genbench.models.nets.embeddings import ClassEmbedding, SinusoidalEmbedding, add_class_embedding, broadcast_rows
+from genbench.registry import check_choice
 
 
 CONDITIONINGS = ("shift", "scale_shift")
