@@ -356,10 +356,10 @@ def run_specs(specs: list[RunSpec], store: ResultsStore, ctx: RunContext, rerun:
                 ctx.reporter.log(f"run  {spec.label()}")
             ctx.event("spec_started", spec)
         for rec in run_cell(cell, ctx):
+            preview = ctx.previews.pop(rec.key, None)
             if not rerun and rec.status == OK and rec.key in store.done_keys(among={rec.key}):
                 continue  # another process finished this spec while we computed it: keep one ok record per key
             store.put(rec)
-            preview = ctx.previews.pop(rec.key, None)
             if rec.status == OK:
                 store.put_preview(rec.key, preview)
             records.append(rec)

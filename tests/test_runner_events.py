@@ -60,3 +60,16 @@ def test_a_cell_another_process_finished_meanwhile_is_skipped(tmp_path, monkeypa
     ran.clear()
     run_specs([spec(0), spec(1)], store, RunContext(), rerun=True)
     assert ran == [0, 1]
+
+
+def test_a_spec_another_process_stored_while_it_ran_is_not_stored_twice(tmp_path, monkeypatch):
+    # both workers computed the same cell at once: the one that finishes second stores nothing
+    store = ResultsStore(tmp_path / "run")
+
+    def fake_cell(cell, ctx):
+        store.put(runner.Record(cell[0], OK, {"fid": 1.0}))  # "another process" stores this very spec meanwhile
+        return [runner.Record(cell[0], OK, {"fid": 0.5})]
+
+    monkeypatch.setattr(runner, "run_cell", fake_cell)
+    assert run_specs([spec(0)], store, RunContext()) == []
+    assert [r.metrics["fid"] for r in store.records()] == [1.0]

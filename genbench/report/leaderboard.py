@@ -667,14 +667,14 @@ def newest_records(records: list[Record]) -> tuple[list[Record], list[Record]]:
     """(kept, superseded): of the records of one cell (every seed) under different recipe hashes (a recipe
     edited between runs into one store) only those of the newest record's hash are kept, so a table never
     averages two versions of a model as if they were seeds. Without an edited recipe nothing is left out."""
+    cells = [cell_identity(r.spec) for r in records]
     newest: dict[str, tuple[str, str]] = {}  # cell -> (created_at, recipe_hash) of its newest record
-    for r in records:
-        ident = cell_identity(r.spec)
+    for r, ident in zip(records, cells):
         if ident not in newest or r.created_at > newest[ident][0]:
             newest[ident] = (r.created_at, r.spec.recipe_hash)
     kept, dropped = [], []
-    for r in records:
-        (kept if r.spec.recipe_hash == newest[cell_identity(r.spec)][1] else dropped).append(r)
+    for r, ident in zip(records, cells):
+        (kept if r.spec.recipe_hash == newest[ident][1] else dropped).append(r)
     return kept, dropped
 
 
